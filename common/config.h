@@ -1,0 +1,89 @@
+// popguard's configuration: one TOML file, parsed with toml++.
+//
+// Every key has a default that is safe for an Internet-facing server; an
+// unknown key, a value of the wrong type or out of range is an error that
+// names the file, the line and the key, and the daemon does not start (or,
+// on SIGHUP, keeps the configuration it has).
+#pragma once
+
+#include <cstdint>
+#include <expected>
+#include <string>
+#include <vector>
+
+namespace popguard {
+
+// Who may send a password (USER/PASS, AUTH PLAIN) on which link.
+enum class CleartextPolicy {
+  kAlways,   // any link (Qpopper's behaviour; only behind another guard)
+  kNever,    // no link: APOP only
+  kTlsOnly,  // only over TLS (the default)
+};
+
+// Where APOP may be used.
+enum class ApopPolicy {
+  kAllow,    // any link
+  kTlsOnly,  // only over TLS
+  kNever,    // not offered
+};
+
+enum class MailboxFormatSetting { kMaildir, kMbox };
+
+struct Config {
+  std::string path;  // the file this was read from
+
+  // [server]
+  std::vector<std::string> listen{"0.0.0.0:110", "[::]:110"};
+  std::string hostname;  // empty: gethostname(); used in the APOP challenge
+  std::uint32_t max_sessions = 200;  // all sessions at once
+
+  // [auth]
+  std::string pam_service = "popguard";
+  std::string popauth_file = "/etc/pop.auth";
+  std::string popauth_key = "/etc/popguard/pop.auth.key";
+  std::uint32_t min_uid = 1000;  // root and system accounts cannot log in
+  std::uint32_t fail_delay_ms = 2000;  // a failure answers no sooner
+  std::uint32_t max_failures = 3;      // then the session ends
+  CleartextPolicy cleartext = CleartextPolicy::kTlsOnly;
+  ApopPolicy apop = ApopPolicy::kAllow;
+
+  // [mailbox]
+  MailboxFormatSetting format = MailboxFormatSetting::kMaildir;
+  std::string maildir = "~/Maildir";   // ~ is the home, %u the user name
+  std::string mbox = "/var/mail/%u";
+
+  // [session]
+  std::uint32_t login_timeout_s = 60;   // before authentication
+  std::uint32_t idle_timeout_s = 600;   // after; RFC 1939 section 3 minimum
+  std::uint32_t max_bad_commands = 10;  // then the session ends
+
+  // [privsep]
+  std::string front_user = "popguard";  // the unprivileged login user
+  std::string empty_dir = "/var/lib/popguard/empty";  // the front's root
+  std::string worker_path;  // default: the installed popguard-worker
+
+  // [log]
+  std::string syslog_facility = "mail";
+};
+
+struct ConfigError {
+  std::string message;  // "FILE:LINE: key 'x': what is wrong"
+};
+
+// Reads and validates the file.  A missing file is an error.
+std::expected<Config, ConfigError> LoadConfig(const std::string& path);
+
+// Parses TOML text as if read from `path` (for tests and LoadConfig).
+std::expected<Config, ConfigError> ParseConfig(std::string_view text,
+                                               const std::string& path);
+
+// The effective settings as TOML, every key shown (--check-config).
+std::string DescribeConfig(const Config& c);
+
+// Expands a mailbox template: "~" at the start is `home`, "%u" the user,
+// "%%" a percent sign.  A result that is not absolute is an error.
+std::expected<std::string, ConfigError> ExpandMailboxPath(
+    const std::string& tmpl, const std::string& user,
+    const std::string& home);
+
+}  // namespace popguard

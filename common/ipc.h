@@ -1,0 +1,195 @@
+// Typed messages between the monitor and its children (front, worker).
+//
+// The channel is an AF_UNIX SOCK_SEQPACKET socketpair, so one send is one
+// message and a short or oversized read is visible.  Every message is a
+// 16-bit type followed by fields of fixed order: 32/64-bit integers in host
+// order (both ends are the same binary family on the same host) and strings
+// as a 32-bit length and the bytes.  A decoder fails on a wrong type, a short
+// field, or any byte left over: the monitor treats a child as hostile, and a
+// message that does not decode exactly ends the session.
+#pragma once
+
+#include <cstdint>
+#include <expected>
+#include <string>
+#include <string_view>
+
+namespace popguard::ipc {
+
+// Large enough for the pipelined bytes a front may hold (one read buffer)
+// plus the fields; small enough that a hostile child cannot make the monitor
+// allocate much.
+inline constexpr std::size_t kMaxMessage = 64 * 1024;
+
+enum class Type : std::uint16_t {
+  kHello = 1,       // monitor -> front: session id, challenge, what is allowed
+  kAuthPass = 2,    // front -> monitor: USER/PASS or AUTH PLAIN credentials
+  kAuthApop = 3,    // front -> monitor: APOP name and digest
+  kAuthResult = 4,  // monitor -> front: the verdict
+  kHandoff = 5,     // front -> monitor: bytes pipelined behind the login
+  kWorkerInit = 6,  // monitor -> worker: whose mailbox, how to serve it
+  kSessionEnd = 7,  // worker -> monitor: how the session ended
+};
+
+enum class Error {
+  kClosed,     // the peer closed the channel
+  kIo,         // a system call failed
+  kMalformed,  // wrong size, truncated, trailing bytes, wrong type
+};
+
+std::string_view ErrorName(Error e);
+
+// A received message: its type and the raw body after the type field.  The
+// body may hold a secret; callers that decode a password wipe it.
+struct Message {
+  Type type{};
+  std::string body;
+  int fd = -1;  // a descriptor passed with SCM_RIGHTS, owned by the receiver
+};
+
+// Sends one message; if pass_fd >= 0 it travels with it.
+std::expected<void, Error> Send(int sock, Type type, std::string_view body,
+                                int pass_fd = -1);
+
+// Receives one message.  More than one descriptor, or one where none may be,
+// is closed and reported as kMalformed.
+std::expected<Message, Error> Receive(int sock);
+
+// Builds a message body field by field.
+class Writer {
+ public:
+  Writer& U32(std::uint32_t v);
+  Writer& U64(std::uint64_t v);
+  Writer& Str(std::string_view s);
+  const std::string& bytes() const { return out_; }
+  // Overwrites the buffer; used when the body held a secret.
+  void Wipe();
+
+ private:
+  std::string out_;
+};
+
+// Reads a message body field by field.  After the first failure every read
+// fails; Done() is true only when all reads succeeded and nothing is left.
+class Reader {
+ public:
+  explicit Reader(std::string_view body) : in_(body) {}
+  bool U32(std::uint32_t* v);
+  bool U64(std::uint64_t* v);
+  // max bounds the string's length; longer is a failure.
+  bool Str(std::string* s, std::size_t max);
+  bool Done() const { return ok_ && in_.empty(); }
+
+ private:
+  bool Take(void* dst, std::size_t n);
+  std::string_view in_;
+  bool ok_ = true;
+};
+
+// --- The messages.  EncodeX / DecodeX mirror each other. ---
+
+// Bound on names, challenges and texts carried in messages.
+inline constexpr std::size_t kMaxField = 1024;
+
+enum class AuthCode : std::uint32_t {
+  kOk = 0,          // authenticated; a Handoff must follow
+  kFailed = 1,      // wrong name or secret (indistinguishable on purpose)
+  kRefused = 2,     // the policy forbids this mechanism on this link
+  kTempFail = 3,    // the system could not decide now
+  kEndSession = 4,  // too many failures: the front says goodbye and exits
+};
+
+struct Hello {
+  std::string session_id;
+  std::string challenge;       // APOP banner part, "<...@host>", or empty
+  std::uint32_t allow_user = 0;  // 1 if USER/PASS may be offered on this link
+  std::uint32_t allow_apop = 0;  // 1 if APOP may be offered on this link
+  std::uint32_t login_timeout_s = 0;
+  std::uint32_t max_bad_commands = 0;
+};
+
+struct AuthPass {
+  std::string user;
+  std::string password;
+};
+
+struct AuthApop {
+  std::string user;
+  std::string digest;
+};
+
+struct AuthResult {
+  AuthCode code = AuthCode::kFailed;
+  std::string text;  // the words after "-ERR [AUTH] " or "+OK "
+};
+
+struct Handoff {
+  std::string pipelined;
+};
+
+enum class MailboxFormat : std::uint32_t { kMaildir = 0, kMbox = 1 };
+
+struct WorkerInit {
+  std::string session_id;
+  std::string user;
+  std::string mailbox;  // absolute path to the Maildir or mbox file
+  MailboxFormat format = MailboxFormat::kMaildir;
+  std::string pipelined;
+  std::uint32_t idle_timeout_s = 600;
+  std::uint32_t max_bad_commands = 10;
+};
+
+enum class EndReason : std::uint32_t {
+  kQuit = 0,           // QUIT, UPDATE committed
+  kDisconnect = 1,     // the client went away; nothing deleted
+  kTimeout = 2,        // idle too long; nothing deleted
+  kInUse = 3,          // another session holds the mailbox
+  kMailboxError = 4,   // the mailbox could not be opened or committed
+  kBadCommands = 5,    // too many bad commands
+  kCommitFailed = 6,   // QUIT came, but some deletions failed
+};
+
+std::string_view EndReasonName(EndReason r);
+
+struct SessionEnd {
+  EndReason reason = EndReason::kDisconnect;
+  std::uint32_t retrieved = 0;
+  std::uint64_t octets = 0;
+  std::uint32_t deleted = 0;
+  std::uint32_t messages = 0;  // messages in the mailbox at login
+};
+
+std::string Encode(const Hello& m);
+std::string Encode(const AuthPass& m);
+std::string Encode(const AuthApop& m);
+std::string Encode(const AuthResult& m);
+std::string Encode(const Handoff& m);
+std::string Encode(const WorkerInit& m);
+std::string Encode(const SessionEnd& m);
+
+// Each returns false unless msg has the right type and decodes exactly.
+bool Decode(const Message& msg, Hello* m);
+bool Decode(const Message& msg, AuthPass* m);
+bool Decode(const Message& msg, AuthApop* m);
+bool Decode(const Message& msg, AuthResult* m);
+bool Decode(const Message& msg, Handoff* m);
+bool Decode(const Message& msg, WorkerInit* m);
+bool Decode(const Message& msg, SessionEnd* m);
+
+constexpr Type TypeOf(const Hello&) { return Type::kHello; }
+constexpr Type TypeOf(const AuthPass&) { return Type::kAuthPass; }
+constexpr Type TypeOf(const AuthApop&) { return Type::kAuthApop; }
+constexpr Type TypeOf(const AuthResult&) { return Type::kAuthResult; }
+constexpr Type TypeOf(const Handoff&) { return Type::kHandoff; }
+constexpr Type TypeOf(const WorkerInit&) { return Type::kWorkerInit; }
+constexpr Type TypeOf(const SessionEnd&) { return Type::kSessionEnd; }
+
+// Sends m as one message of its type.  A body that held a secret is wiped
+// once sent.
+std::expected<void, Error> SendMessage(int sock, const AuthPass& m);
+template <typename M>
+std::expected<void, Error> SendMessage(int sock, const M& m) {
+  return Send(sock, TypeOf(m), Encode(m));
+}
+
+}  // namespace popguard::ipc
