@@ -238,6 +238,18 @@ bool Decode(const Message& msg, Handoff* m) {
          r.Str(&m->pipelined, kMaxMessage) && r.Done();
 }
 
+std::string Encode(const Refusal& m) {
+  Writer w;
+  w.Str(m.user).Str(m.mechanism);
+  return w.bytes();
+}
+
+bool Decode(const Message& msg, Refusal* m) {
+  Reader r(msg.body);
+  return msg.type == Type::kRefusal && r.Str(&m->user, kMaxField) &&
+         r.Str(&m->mechanism, kMaxField) && r.Done();
+}
+
 std::string Encode(const WorkerInit& m) {
   Writer w;
   w.Str(m.session_id).Str(m.user).Str(m.mailbox);

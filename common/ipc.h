@@ -29,6 +29,7 @@ enum class Type : std::uint16_t {
   kHandoff = 5,     // front -> monitor: bytes pipelined behind the login
   kWorkerInit = 6,  // monitor -> worker: whose mailbox, how to serve it
   kSessionEnd = 7,  // worker -> monitor: how the session ended
+  kRefusal = 8,     // front -> monitor: a mechanism the Hello ruled out
 };
 
 enum class Error {
@@ -127,6 +128,14 @@ struct Handoff {
   std::string pipelined;
 };
 
+// The front met a client trying a mechanism that the Hello said is not
+// allowed (USER on a plain link, say).  The monitor, which decides, checks
+// the policy again, records the refusal and answers kRefused.
+struct Refusal {
+  std::string user;
+  std::string mechanism;  // "pass", "apop" or "plain"
+};
+
 enum class MailboxFormat : std::uint32_t { kMaildir = 0, kMbox = 1 };
 
 struct WorkerInit {
@@ -164,6 +173,7 @@ std::string Encode(const AuthPass& m);
 std::string Encode(const AuthApop& m);
 std::string Encode(const AuthResult& m);
 std::string Encode(const Handoff& m);
+std::string Encode(const Refusal& m);
 std::string Encode(const WorkerInit& m);
 std::string Encode(const SessionEnd& m);
 
@@ -173,6 +183,7 @@ bool Decode(const Message& msg, AuthPass* m);
 bool Decode(const Message& msg, AuthApop* m);
 bool Decode(const Message& msg, AuthResult* m);
 bool Decode(const Message& msg, Handoff* m);
+bool Decode(const Message& msg, Refusal* m);
 bool Decode(const Message& msg, WorkerInit* m);
 bool Decode(const Message& msg, SessionEnd* m);
 
@@ -181,6 +192,7 @@ constexpr Type TypeOf(const AuthPass&) { return Type::kAuthPass; }
 constexpr Type TypeOf(const AuthApop&) { return Type::kAuthApop; }
 constexpr Type TypeOf(const AuthResult&) { return Type::kAuthResult; }
 constexpr Type TypeOf(const Handoff&) { return Type::kHandoff; }
+constexpr Type TypeOf(const Refusal&) { return Type::kRefusal; }
 constexpr Type TypeOf(const WorkerInit&) { return Type::kWorkerInit; }
 constexpr Type TypeOf(const SessionEnd&) { return Type::kSessionEnd; }
 

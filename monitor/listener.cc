@@ -1,1 +1,221 @@
-// placeholder
+#include "monitor/listener.h"
+
+#include <netdb.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+#include <fmt/ranges.h>
+
+#include "build_config.h"
+#include "common/log.h"
+
+namespace popguard::monitor {
+namespace {
+
+constexpr int kBacklog = 128;
+
+// "host:port" or "[v6]:port" to a bound, listening socket.
+std::expected<int, std::string> Bind(const std::string& spec) {
+  std::size_t colon = spec.rfind(':');
+  if (colon == std::string::npos || colon == 0)
+    return std::unexpected("listen address '" + spec + "' lacks a port");
+  std::string host = spec.substr(0, colon);
+  std::string port = spec.substr(colon + 1);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
+
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV;
+  addrinfo* res = nullptr;
+  if (int rc = getaddrinfo(host.c_str(), port.c_str(), &hints, &res); rc != 0)
+    return std::unexpected(
+        fmt::format("listen address '{}': {}", spec, gai_strerror(rc)));
+
+  int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int one = 1;
+  bool ok = fd >= 0 &&
+            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) == 0;
+  // "[::]" and "0.0.0.0" are listed separately; each binds only its own.
+  if (ok && res->ai_family == AF_INET6)
+    ok = setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) == 0;
+  ok = ok && bind(fd, res->ai_addr, res->ai_addrlen) == 0 &&
+       listen(fd, kBacklog) == 0;
+  int err = errno;
+  freeaddrinfo(res);
+  if (!ok) {
+    if (fd >= 0) close(fd);
+    return std::unexpected(
+        fmt::format("cannot listen on {}: {}", spec, std::strerror(err)));
+  }
+  return fd;
+}
+
+class Listener {
+ public:
+  Listener(std::string config_path, Runtime rt)
+      : path_(std::move(config_path)), rt_(std::move(rt)) {}
+  int Run();
+
+ private:
+  bool BindAll();
+  void CloseAll();
+  void Accept(int lfd);
+  void Reap();
+  void Reload();
+
+  std::string path_;
+  Runtime rt_;
+  std::vector<int> listeners_;
+  int sigfd_ = -1;
+  unsigned children_ = 0;
+  bool stopping_ = false;
+};
+
+bool Listener::BindAll() {
+  std::vector<int> fds;
+  for (const std::string& spec : rt_.config.listen) {
+    auto fd = Bind(spec);
+    if (!fd) {
+      Log(LogLevel::kError, "{}", fd.error());
+      for (int f : fds) close(f);
+      return false;
+    }
+    fds.push_back(*fd);
+  }
+  CloseAll();
+  listeners_ = std::move(fds);
+  return true;
+}
+
+void Listener::CloseAll() {
+  for (int fd : listeners_) close(fd);
+  listeners_.clear();
+}
+
+void Listener::Accept(int lfd) {
+  int fd = accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC);
+  if (fd < 0) return;
+  if (children_ >= rt_.config.max_sessions) {
+    static constexpr char kBusy[] =
+        "-ERR [SYS/TEMP] too many sessions, try again later\r\n";
+    (void)!write(fd, kBusy, sizeof kBusy - 1);
+    Log(LogLevel::kWarning, "event=refused reason=max-sessions limit={}",
+        rt_.config.max_sessions);
+    close(fd);
+    return;
+  }
+  pid_t pid = fork();
+  if (pid == 0) {
+    CloseAll();
+    close(sigfd_);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    SessionFacts facts;
+    DescribeConnection(fd, &facts);
+    _exit(RunMonitor(rt_, fd, std::move(facts)));
+  }
+  if (pid > 0) children_++;
+  else Log(LogLevel::kError, "fork: {}", std::strerror(errno));
+  close(fd);
+}
+
+void Listener::Reap() {
+  int status;
+  while (waitpid(-1, &status, WNOHANG) > 0) {
+    if (children_ > 0) children_--;
+  }
+}
+
+void Listener::Reload() {
+  auto config = LoadConfig(path_);
+  if (!config) {
+    Log(LogLevel::kError, "event=reload result=fail error=\"{}\"",
+        config.error().message);
+    return;
+  }
+  auto rt = PrepareRuntime(*config);
+  if (!rt) {
+    Log(LogLevel::kError, "event=reload result=fail error=\"{}\"", rt.error());
+    return;
+  }
+  bool rebind = rt->config.listen != rt_.config.listen;
+  Runtime old = std::move(rt_);
+  rt_ = std::move(*rt);
+  if (rebind && !BindAll()) {
+    Log(LogLevel::kError, "event=reload result=fail error=\"cannot bind\"");
+    rt_ = std::move(old);
+    return;
+  }
+  for (const std::string& w : rt_.config.warnings)
+    Log(LogLevel::kWarning, "config: {}", w);
+  Log(LogLevel::kNotice, "event=reload result=ok config={}", path_);
+}
+
+int Listener::Run() {
+  sigset_t mask;
+  sigemptyset(&mask);
+  for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGCHLD}) sigaddset(&mask, sig);
+  sigprocmask(SIG_BLOCK, &mask, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  sigfd_ = signalfd(-1, &mask, SFD_CLOEXEC);
+  if (sigfd_ < 0 || !BindAll()) return 1;
+  Log(LogLevel::kNotice, "event=start listen={} version={}",
+      fmt::join(rt_.config.listen, ","), POPGUARD_VERSION);
+
+  while (!stopping_ || children_ > 0) {
+    std::vector<pollfd> fds{{sigfd_, POLLIN, 0}};
+    for (int fd : listeners_) fds.push_back({fd, POLLIN, 0});
+    if (poll(fds.data(), fds.size(), -1) < 0) {
+      if (errno == EINTR) continue;
+      return 1;
+    }
+    if (fds[0].revents & POLLIN) {
+      signalfd_siginfo si;
+      if (read(sigfd_, &si, sizeof si) == sizeof si) {
+        if (si.ssi_signo == SIGCHLD) {
+          Reap();
+        } else if (si.ssi_signo == SIGHUP) {
+          Reload();
+        } else if (!stopping_) {
+          stopping_ = true;
+          CloseAll();
+          Log(LogLevel::kNotice, "event=stop sessions={}", children_);
+        }
+      }
+      continue;
+    }
+    for (std::size_t i = 1; i < fds.size(); i++)
+      if (fds[i].revents & POLLIN) Accept(fds[i].fd);
+  }
+  return 0;
+}
+
+}  // namespace
+
+int RunListener(const std::string& config_path, Runtime rt) {
+  Listener l(config_path, std::move(rt));
+  return l.Run();
+}
+
+int RunInetd(const Runtime& rt) {
+  signal(SIGPIPE, SIG_IGN);
+  // stdout is the same connection; the monitor and its children use
+  // descriptor 0 only, and nothing may be printed to 1 or 2 by accident.
+  SessionFacts facts;
+  DescribeConnection(0, &facts);
+  return RunMonitor(rt, 0, std::move(facts));
+}
+
+}  // namespace popguard::monitor

@@ -1,1 +1,546 @@
-// placeholder
+#include "monitor/monitor.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <openssl/rand.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <thread>
+
+#include "common/ipc.h"
+#include "common/log.h"
+#include "common/secure.h"
+#include "front/front.h"
+#include "monitor/apop.h"
+#include "monitor/pam_auth.h"
+#include "monitor/popauth_db.h"
+#include "monitor/spawn.h"
+#include "policy/auth_policy.h"
+
+namespace popguard::monitor {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// What a client is told on any failed login, whatever the cause: an
+// unknown user, a wrong password, a system account, a missing pop.auth
+// entry all read the same.
+constexpr const char* kFailedText = "authentication failed";
+
+// The monitor gives the front this long beyond the login timeout it was
+// told to keep before it kills it.
+constexpr int kFrontGraceMs = 5000;
+
+enum class State { kAuth, kAwaitHandoff };
+
+// The monitor's request table: which message from the front is legal in
+// which state, and how often in the whole session.  Anything else ends the
+// session with an audit record.
+struct RequestRule {
+  ipc::Type type;
+  State state;
+  unsigned max_count;  // 0: bounded only by the failure limit
+};
+
+constexpr RequestRule kFrontRequests[] = {
+    {ipc::Type::kAuthPass, State::kAuth, 0},
+    {ipc::Type::kAuthApop, State::kAuth, 0},
+    {ipc::Type::kRefusal, State::kAuth, 0},
+    {ipc::Type::kHandoff, State::kAwaitHandoff, 1},
+};
+
+std::string NewSessionId() {
+  unsigned char raw[6];
+  if (RAND_bytes(raw, sizeof raw) != 1) {
+    // Uniqueness, not secrecy, is what the id needs.
+    auto t = Clock::now().time_since_epoch().count() ^ getpid();
+    std::memcpy(raw, &t, sizeof raw);
+  }
+  std::string id;
+  for (unsigned char c : raw) id += fmt::format("{:02x}", c);
+  return id;
+}
+
+std::string_view FrontEnding(int status) {
+  switch (status) {
+    case front::kExitQuit: return "quit";
+    case front::kExitDisconnect: return "disconnect";
+    case front::kExitTimeout: return "login-timeout";
+    case front::kExitBadCommands: return "bad-commands";
+    case front::kExitFailures: return "auth-failures";
+    case front::kExitMonitor: return "front-error";
+    case front::kExitConfine: return "front-confine-failed";
+    default: return "front-error";
+  }
+}
+
+class Monitor {
+ public:
+  Monitor(const Runtime& rt, int client, SessionFacts facts)
+      : rt_(rt), cfg_(rt.config), client_(client), facts_(std::move(facts)) {}
+
+  int Run();
+
+ private:
+  bool StartFrontProcess();
+  bool ServeFront();
+  bool Permitted(ipc::Type type);
+  bool Dispatch(ipc::Message& msg);
+  bool AnswerPass(ipc::Message& msg);
+  bool AnswerApop(const ipc::Message& msg);
+  bool AnswerRefusal(const ipc::Message& msg);
+  bool AnswerHandoff(const ipc::Message& msg);
+  bool Verdict(ipc::AuthCode code, std::string text);
+  bool Fail(std::string_view user, std::string_view mech,
+            std::string_view reason, Clock::time_point began);
+  bool Succeed(const Identity& who, std::string_view mech);
+  bool EligibleUser(const std::string& name, Identity* who,
+                    std::string* reason);
+  int ReapFront();
+  void RunWorker();
+  void EndSession(std::string_view how, const ipc::SessionEnd& counts);
+
+  const Runtime& rt_;
+  const Config& cfg_;
+  int client_;
+  SessionFacts facts_;
+  policy::Link link_;
+
+  int front_sock_ = -1;
+  pid_t front_pid_ = -1;
+  State state_ = State::kAuth;
+  unsigned counts_[16] = {};
+  unsigned failures_ = 0;
+  std::string challenge_;
+  std::string tried_user_;  // for the end record of a session that failed
+  Identity user_;
+  std::string mech_;
+  std::string pipelined_;
+  bool ended_ = false;
+};
+
+int Monitor::Run() {
+  AuditConnect(facts_);
+  link_.tls = facts_.tls;
+  if (!StartFrontProcess()) {
+    EndSession("front-start-failed", {});
+    return 1;
+  }
+
+  bool logged_in = ServeFront();
+  int front_status = ReapFront();
+  if (!logged_in) {
+    if (!ended_) EndSession(FrontEnding(front_status), {});
+    return 0;
+  }
+  RunWorker();
+  return 0;
+}
+
+bool Monitor::StartFrontProcess() {
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
+    return false;
+  front_pid_ = StartFront(client_, sv[1], rt_.front_uid, rt_.front_gid,
+                          cfg_.empty_dir);
+  close(sv[1]);
+  front_sock_ = sv[0];
+  if (front_pid_ < 0) return false;
+
+  ipc::Hello hello;
+  hello.session_id = facts_.id;
+  policy::Verdict apop = policy::ApopAllowed(cfg_, link_);
+  if (apop.allowed) challenge_ = MakeChallenge(rt_.hostname);
+  hello.challenge = challenge_;
+  hello.allow_apop = apop.allowed;
+  hello.allow_user = policy::PasswordAllowed(cfg_, link_).allowed;
+  hello.login_timeout_s = cfg_.login_timeout_s;
+  hello.max_bad_commands = cfg_.max_bad_commands;
+  return ipc::SendMessage(front_sock_, hello).has_value();
+}
+
+// Answers the front until a login is handed off (true) or the front is
+// done without one (false).
+bool Monitor::ServeFront() {
+  int wait_ms = static_cast<int>(cfg_.login_timeout_s) * 1000 + kFrontGraceMs;
+  Clock::time_point deadline = Clock::now() + std::chrono::milliseconds(wait_ms);
+  for (;;) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - Clock::now());
+    pollfd pfd{front_sock_, POLLIN, 0};
+    int r = left.count() > 0 ? poll(&pfd, 1, static_cast<int>(left.count()))
+                             : 0;
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) {
+      AuditViolation(facts_, "front", "outlived the login timeout");
+      kill(front_pid_, SIGKILL);
+      EndSession("login-timeout", {});
+      return false;
+    }
+    auto msg = ipc::Receive(front_sock_);
+    if (!msg) {
+      if (msg.error() != ipc::Error::kClosed) {
+        AuditViolation(facts_, "front", ipc::ErrorName(msg.error()));
+        kill(front_pid_, SIGKILL);
+      }
+      return false;
+    }
+    bool handed_off = state_ == State::kAwaitHandoff;
+    if (!Dispatch(*msg)) {
+      kill(front_pid_, SIGKILL);
+      return false;
+    }
+    if (handed_off) return true;
+    if (ended_) return false;
+  }
+}
+
+bool Monitor::Permitted(ipc::Type type) {
+  for (const RequestRule& rule : kFrontRequests) {
+    if (rule.type != type) continue;
+    unsigned& n = counts_[static_cast<unsigned>(type) % 16];
+    return rule.state == state_ && (rule.max_count == 0 || ++n <= rule.max_count);
+  }
+  return false;
+}
+
+bool Monitor::Dispatch(ipc::Message& msg) {
+  if (msg.fd >= 0) {
+    close(msg.fd);
+    msg.fd = -1;
+    AuditViolation(facts_, "front", "sent a descriptor");
+    Wipe(msg.body);
+    EndSession("front-violation", {});
+    return false;
+  }
+  if (!Permitted(msg.type)) {
+    AuditViolation(facts_, "front",
+                   fmt::format("request {} out of order",
+                               static_cast<unsigned>(msg.type)));
+    Wipe(msg.body);
+    EndSession("front-violation", {});
+    return false;
+  }
+  bool ok = false;
+  switch (msg.type) {
+    case ipc::Type::kAuthPass: ok = AnswerPass(msg); break;
+    case ipc::Type::kAuthApop: ok = AnswerApop(msg); break;
+    case ipc::Type::kRefusal: ok = AnswerRefusal(msg); break;
+    case ipc::Type::kHandoff: ok = AnswerHandoff(msg); break;
+    default: break;
+  }
+  Wipe(msg.body);
+  if (!ok && !ended_) {
+    AuditViolation(facts_, "front", "malformed request");
+    EndSession("front-violation", {});
+  }
+  return ok;
+}
+
+bool Monitor::Verdict(ipc::AuthCode code, std::string text) {
+  ipc::AuthResult r{code, std::move(text)};
+  return ipc::SendMessage(front_sock_, r).has_value();
+}
+
+// Root, system accounts and names that do not resolve are refused before
+// any secret is checked; the client cannot tell this from a wrong password.
+bool Monitor::EligibleUser(const std::string& name, Identity* who,
+                           std::string* reason) {
+  if (!LookupIdentity(name, who)) {
+    *reason = "unknown user";
+    return false;
+  }
+  if (who->uid == 0 || who->uid < cfg_.min_uid) {
+    *reason = "system account";
+    return false;
+  }
+  return true;
+}
+
+// Every failure answers no sooner than fail_delay after the request came,
+// times the number of failures so far: a guesser pays more each time, and
+// a fast "no such user" is not told apart from a slow hash.
+bool Monitor::Fail(std::string_view user, std::string_view mech,
+                   std::string_view reason, Clock::time_point began) {
+  failures_++;
+  AuditAuth(facts_, user, mech, "fail", reason);
+  tried_user_ = std::string(user);
+  auto delay = std::chrono::milliseconds(cfg_.fail_delay_ms) * failures_;
+  std::this_thread::sleep_until(began + delay);
+  if (failures_ >= cfg_.max_failures) {
+    Verdict(ipc::AuthCode::kEndSession,
+            std::string(kFailedText) + "; too many failures, closing");
+    EndSession("auth-failures", {});
+    return true;
+  }
+  return Verdict(ipc::AuthCode::kFailed, kFailedText);
+}
+
+bool Monitor::Succeed(const Identity& who, std::string_view mech) {
+  AuditAuth(facts_, who.name, mech, "ok", "");
+  user_ = who;
+  mech_ = std::string(mech);
+  state_ = State::kAwaitHandoff;
+  return Verdict(ipc::AuthCode::kOk, "");
+}
+
+bool Monitor::AnswerPass(ipc::Message& msg) {
+  Clock::time_point began = Clock::now();
+  ipc::AuthPass req;
+  if (!ipc::Decode(msg, &req)) {
+    Wipe(req.password);
+    return false;
+  }
+  policy::Verdict v = policy::PasswordAllowed(cfg_, link_);
+  if (!v.allowed) {
+    Wipe(req.password);
+    AuditAuth(facts_, req.user, "pass", "refused", v.reason);
+    return Verdict(ipc::AuthCode::kRefused, v.reason);
+  }
+
+  Identity who;
+  std::string reason;
+  if (!EligibleUser(req.user, &who, &reason)) {
+    Wipe(req.password);
+    return Fail(req.user, "pass", reason, began);
+  }
+  PamOutcome pam =
+      PamLogin(cfg_.pam_service, req.user, req.password, facts_.client_addr);
+  if (pam.result == PamResult::kTempFail) {
+    AuditAuth(facts_, req.user, "pass", "fail", pam.reason);
+    return Verdict(ipc::AuthCode::kTempFail,
+                   "authentication is unavailable, try again later");
+  }
+  if (pam.result != PamResult::kOk)
+    return Fail(req.user, "pass", pam.reason, began);
+  // PAM may have mapped the name; the account it settled on must pass the
+  // same checks.
+  if (pam.user != who.name && !EligibleUser(pam.user, &who, &reason))
+    return Fail(req.user, "pass", reason, began);
+  return Succeed(who, "pass");
+}
+
+bool Monitor::AnswerApop(const ipc::Message& msg) {
+  Clock::time_point began = Clock::now();
+  ipc::AuthApop req;
+  if (!ipc::Decode(msg, &req)) return false;
+  policy::Verdict v = policy::ApopAllowed(cfg_, link_);
+  if (!v.allowed || challenge_.empty()) {
+    AuditAuth(facts_, req.user, "apop", "refused", v.reason);
+    return Verdict(ipc::AuthCode::kRefused, v.reason);
+  }
+
+  Identity who;
+  std::string reason;
+  if (!EligibleUser(req.user, &who, &reason))
+    return Fail(req.user, "apop", reason, began);
+  auto secret = LookupSecret(cfg_.popauth_file, cfg_.popauth_key, req.user);
+  if (!secret) {
+    Log(LogLevel::kError, "pop.auth: {}", PopAuthErrorText(secret.error()));
+    AuditAuth(facts_, req.user, "apop", "fail", "pop.auth unusable");
+    return Verdict(ipc::AuthCode::kTempFail,
+                   "authentication is unavailable, try again later");
+  }
+  if (!secret->has_value()) return Fail(req.user, "apop", "no pop.auth entry", began);
+  bool match = CheckApopDigest(challenge_, **secret, req.digest);
+  Wipe(**secret);
+  if (!match) return Fail(req.user, "apop", "wrong digest", began);
+  return Succeed(who, "apop");
+}
+
+bool Monitor::AnswerRefusal(const ipc::Message& msg) {
+  ipc::Refusal req;
+  if (!ipc::Decode(msg, &req)) return false;
+  policy::Verdict v;
+  if (req.mechanism == "pass" || req.mechanism == "plain")
+    v = policy::PasswordAllowed(cfg_, link_);
+  else if (req.mechanism == "apop")
+    v = policy::ApopAllowed(cfg_, link_);
+  else
+    return false;
+  // The front only reports what the Hello ruled out; a report of an
+  // allowed mechanism means the front is not the code we started.
+  if (v.allowed) return false;
+  AuditAuth(facts_, req.user, req.mechanism, "refused", v.reason);
+  return Verdict(ipc::AuthCode::kRefused, v.reason);
+}
+
+bool Monitor::AnswerHandoff(const ipc::Message& msg) {
+  ipc::Handoff h;
+  if (!ipc::Decode(msg, &h)) return false;
+  pipelined_ = std::move(h.pipelined);
+  return true;
+}
+
+// Waits for the front to exit; records a kill.  Returns its exit status,
+// or -1 if a signal ended it.
+int Monitor::ReapFront() {
+  close(front_sock_);
+  front_sock_ = -1;
+  int status = 0;
+  while (waitpid(front_pid_, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (WIFSIGNALED(status)) {
+    if (WTERMSIG(status) != SIGKILL || state_ != State::kAuth)
+      AuditChildKilled(facts_, "front", tried_user_, WTERMSIG(status));
+    return -1;
+  }
+  return WEXITSTATUS(status);
+}
+
+void Monitor::RunWorker() {
+  ipc::SessionEnd counts;
+  auto mailbox = ExpandMailboxPath(
+      cfg_.format == MailboxFormatSetting::kMbox ? cfg_.mbox : cfg_.maildir,
+      user_.name, user_.home);
+  int sv[2];
+  if (!mailbox ||
+      socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
+    Log(LogLevel::kError, "session {}: cannot prepare the mailbox of {}",
+        facts_.id, user_.name);
+    static constexpr char kMsg[] = "-ERR [SYS/TEMP] mailbox unavailable\r\n";
+    (void)!write(client_, kMsg, sizeof kMsg - 1);
+    counts.reason = ipc::EndReason::kMailboxError;
+    EndSession("mailbox-error", counts);
+    return;
+  }
+  pid_t pid = StartWorker(rt_.config.worker_path, client_, sv[1], user_);
+  close(sv[1]);
+  close(client_);
+  client_ = -1;
+  AuditLogin(facts_, user_.name, user_.uid, mech_);
+
+  ipc::WorkerInit init;
+  init.session_id = facts_.id;
+  init.user = user_.name;
+  init.mailbox = *mailbox;
+  init.format = cfg_.format == MailboxFormatSetting::kMbox
+                    ? ipc::MailboxFormat::kMbox
+                    : ipc::MailboxFormat::kMaildir;
+  init.pipelined = std::move(pipelined_);
+  init.idle_timeout_s = cfg_.idle_timeout_s;
+  init.max_bad_commands = cfg_.max_bad_commands;
+
+  std::string how = "worker-error";
+  if (pid > 0 && ipc::SendMessage(sv[0], init)) {
+    auto msg = ipc::Receive(sv[0]);
+    if (msg && msg->fd < 0 && ipc::Decode(*msg, &counts)) {
+      how = std::string(ipc::EndReasonName(counts.reason));
+    } else if (msg) {
+      if (msg->fd >= 0) close(msg->fd);
+      AuditViolation(facts_, "worker", "malformed session end");
+    }
+  }
+  close(sv[0]);
+  int status = 0;
+  while (pid > 0 && waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (pid > 0 && WIFSIGNALED(status)) {
+    AuditChildKilled(facts_, "worker", user_.name, WTERMSIG(status));
+    how = "worker-killed";
+  }
+  EndSession(how, counts);
+}
+
+void Monitor::EndSession(std::string_view how,
+                         const ipc::SessionEnd& counts) {
+  if (ended_) return;
+  ended_ = true;
+  AuditEnd(facts_, user_.name.empty() ? tried_user_ : user_.name, how,
+           counts);
+}
+
+}  // namespace
+
+void DescribeConnection(int fd, SessionFacts* facts) {
+  facts->id = NewSessionId();
+  facts->start = Clock::now();
+  auto describe = [](const sockaddr_storage& ss, std::string* addr,
+                     unsigned* port) {
+    char buf[INET6_ADDRSTRLEN] = "unknown";
+    if (ss.ss_family == AF_INET) {
+      auto* sin = reinterpret_cast<const sockaddr_in*>(&ss);
+      inet_ntop(AF_INET, &sin->sin_addr, buf, sizeof buf);
+      *port = ntohs(sin->sin_port);
+    } else if (ss.ss_family == AF_INET6) {
+      auto* sin6 = reinterpret_cast<const sockaddr_in6*>(&ss);
+      inet_ntop(AF_INET6, &sin6->sin6_addr, buf, sizeof buf);
+      *port = ntohs(sin6->sin6_port);
+    } else if (ss.ss_family == AF_UNIX) {
+      std::snprintf(buf, sizeof buf, "local");
+    }
+    *addr = buf;
+  };
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  if (getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) == 0)
+    describe(ss, &facts->client_addr, &facts->client_port);
+  else
+    facts->client_addr = "unknown";
+  len = sizeof ss;
+  ss = {};
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) == 0)
+    describe(ss, &facts->server_addr, &facts->server_port);
+  else
+    facts->server_addr = "unknown";
+}
+
+std::expected<Runtime, std::string> PrepareRuntime(const Config& config) {
+  Runtime rt;
+  rt.config = config;
+  rt.hostname = config.hostname;
+  if (rt.hostname.empty()) {
+    char buf[256] = {};
+    if (gethostname(buf, sizeof buf - 1) == 0) rt.hostname = buf;
+    if (rt.hostname.empty()) rt.hostname = "localhost";
+  }
+
+  Identity front;
+  if (!LookupIdentity(config.front_user, &front))
+    return std::unexpected(fmt::format(
+        "the front user '{}' does not exist; create it with "
+        "'useradd --system --no-create-home --shell /usr/sbin/nologin {}'",
+        config.front_user, config.front_user));
+  if (front.uid == 0 || front.gid == 0)
+    return std::unexpected(
+        fmt::format("the front user '{}' must not be root", front.name));
+  rt.front_uid = front.uid;
+  rt.front_gid = front.gid;
+
+  // The front's root must be empty and not writable by it: mkdir -p with
+  // root ownership, then check.
+  std::string path;
+  for (std::size_t i = 1; i <= config.empty_dir.size(); i++) {
+    if (i == config.empty_dir.size() || config.empty_dir[i] == '/') {
+      path = config.empty_dir.substr(0, i);
+      if (mkdir(path.c_str(), 0755) != 0 && errno != EEXIST)
+        return std::unexpected(fmt::format("cannot create {}: {}", path,
+                                           std::strerror(errno)));
+    }
+  }
+  struct stat st;
+  if (stat(config.empty_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode) ||
+      st.st_uid != 0 || (st.st_mode & 022) != 0)
+    return std::unexpected(fmt::format(
+        "{} must be a directory owned by root, writable by no one else",
+        config.empty_dir));
+
+  if (access(config.worker_path.c_str(), X_OK) != 0)
+    return std::unexpected(fmt::format("the worker {} is not executable: {}",
+                                       config.worker_path,
+                                       std::strerror(errno)));
+  return rt;
+}
+
+int RunMonitor(const Runtime& rt, int client_fd, SessionFacts facts) {
+  Monitor m(rt, client_fd, std::move(facts));
+  return m.Run();
+}
+
+}  // namespace popguard::monitor

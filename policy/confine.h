@@ -3,6 +3,7 @@
 // file only applies it.
 #pragma once
 
+#include <sys/resource.h>
 #include <sys/types.h>
 
 #include <expected>
