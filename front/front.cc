@@ -1,11 +1,8 @@
 #include "front/front.h"
 
-#include <openssl/crypto.h>
-#include <poll.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <chrono>
 #include <string>
 #include <string_view>
@@ -14,6 +11,8 @@
 #include "common/ipc.h"
 #include "common/pop3.h"
 #include "common/secure.h"
+#include "front/sasl.h"
+#include "front/tls.h"
 #include "policy/confine.h"
 #include "policy/front_policy.h"
 
@@ -44,12 +43,12 @@ void Confine(const FrontParams& p) {
 // The AUTHORIZATION state of one connection.
 class Authorization {
  public:
-  Authorization(int client, int monitor, const ipc::Hello& hello)
-      : client_(client),
+  Authorization(int client, int monitor, SSL_CTX* tls, const ipc::Hello& hi)
+      : stream_(client),
         monitor_(monitor),
-        hello_(hello),
-        deadline_(Clock::now() +
-                  std::chrono::seconds(hello.login_timeout_s)) {}
+        tls_ctx_(tls),
+        hello_(hi),
+        deadline_(Clock::now() + std::chrono::seconds(hi.login_timeout_s)) {}
 
   int Run();
 
@@ -61,12 +60,23 @@ class Authorization {
   Next HandleUser(const pop3::Command& cmd);
   Next HandlePass(pop3::Command& cmd);
   Next HandleApop(const pop3::Command& cmd);
+  Next HandleAuth(pop3::Command& cmd);
+  Next HandlePlainResponse(std::string& response);
+  Next HandleStls();
   Next HandleCapa();
   Next BadCommand(std::string_view reply);
+  Next Exit(int status) {
+    status_ = status;
+    return Next::kExit;
+  }
+  bool PasswordMechanismsAllowed() const { return hello_.allow_user != 0; }
+  bool StartTls();
+  Next SendPassword(std::string user, std::string& password,
+                    std::string_view mechanism);
   Next Ask(ipc::Type type, const std::string& body);
   Next AwaitVerdict();
-  Next ReportRefusal(std::string_view mechanism);
-  Next Answer(const ipc::AuthResult& result);
+  Next ReportRefusal(std::string_view user, std::string_view mechanism);
+  Next Answer(const ipc::AuthResult& result, int relay_fd);
 
   void Reply(std::string_view line) {
     out_.append(line);
@@ -75,50 +85,36 @@ class Authorization {
   bool Flush();
   bool ReadMore();
 
-  int client_;
+  ClientStream stream_;
   int monitor_;
+  SSL_CTX* tls_ctx_;
   ipc::Hello hello_;
   Clock::time_point deadline_;
   pop3::LineReader reader_;
   std::string out_;
   std::string user_;
+  bool awaiting_plain_ = false;  // "+ " sent; the next line is SASL data
   unsigned bad_commands_ = 0;
   int status_ = kExitDisconnect;
 };
 
 bool Authorization::Flush() {
-  std::string_view rest = out_;
-  while (!rest.empty()) {
-    ssize_t n = write(client_, rest.data(), rest.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    rest.remove_prefix(static_cast<std::size_t>(n));
-  }
+  bool ok = stream_.WriteAll(out_);
   out_.clear();
-  return true;
+  return ok;
 }
 
 // Waits for client bytes until the login deadline.
 bool Authorization::ReadMore() {
-  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-      deadline_ - Clock::now());
-  if (left.count() <= 0) {
-    status_ = kExitTimeout;
-    return false;
-  }
-  pollfd pfd{client_, POLLIN, 0};
-  int r = poll(&pfd, 1, static_cast<int>(left.count()));
-  if (r < 0 && errno == EINTR) return true;
-  if (r == 0) {
+  char buf[4096];
+  long n = stream_.Read(buf, sizeof buf, deadline_);
+  if (n < 0) {
     status_ = kExitTimeout;
     Reply("-ERR [SYS/TEMP] no login within the time allowed, closing");
     Flush();
     return false;
   }
-  char buf[4096];
-  ssize_t n = read(client_, buf, sizeof buf);
-  if (n < 0 && errno == EINTR) return true;
-  if (n <= 0) {
+  if (n == 0) {
     status_ = kExitDisconnect;
     return false;
   }
@@ -128,6 +124,8 @@ bool Authorization::ReadMore() {
 }
 
 int Authorization::Run() {
+  if (hello_.implicit_tls && !StartTls()) return status_;
+
   std::string greeting = "+OK POP3 server ready";
   if (hello_.allow_apop && !hello_.challenge.empty())
     greeting += " " + hello_.challenge;
@@ -143,13 +141,17 @@ int Authorization::Run() {
     }
     Next next;
     if (s == pop3::LineReader::Status::kTooLong) {
+      awaiting_plain_ = false;
       next = BadCommand("-ERR line too long");
+    } else if (awaiting_plain_) {
+      awaiting_plain_ = false;
+      next = HandlePlainResponse(line);
     } else {
       pop3::Command cmd = pop3::ParseCommand(line);
-      Wipe(line);
       next = Handle(cmd);
       for (std::string& a : cmd.args) Wipe(a);
     }
+    Wipe(line);
     if (next == Next::kExit) {
       Flush();
       return status_;
@@ -163,14 +165,12 @@ Authorization::Next Authorization::Handle(pop3::Command& cmd) {
     case Verb::kUser: return HandleUser(cmd);
     case Verb::kPass: return HandlePass(cmd);
     case Verb::kApop: return HandleApop(cmd);
+    case Verb::kAuth: return HandleAuth(cmd);
+    case Verb::kStls: return HandleStls();
     case Verb::kCapa: return HandleCapa();
     case Verb::kQuit:
       Reply("+OK popguard signing off");
-      status_ = kExitQuit;
-      return Next::kExit;
-    case Verb::kStls:
-    case Verb::kAuth:
-      return BadCommand("-ERR not supported on this server");
+      return Exit(kExitQuit);
     case Verb::kStat: case Verb::kList: case Verb::kRetr: case Verb::kDele:
     case Verb::kNoop: case Verb::kRset: case Verb::kTop: case Verb::kUidl:
       return BadCommand("-ERR not valid before login");
@@ -183,8 +183,7 @@ Authorization::Next Authorization::Handle(pop3::Command& cmd) {
 Authorization::Next Authorization::BadCommand(std::string_view reply) {
   if (++bad_commands_ >= hello_.max_bad_commands) {
     Reply("-ERR too many bad commands, closing");
-    status_ = kExitBadCommands;
-    return Next::kExit;
+    return Exit(kExitBadCommands);
   }
   Reply(reply);
   return Next::kRead;
@@ -197,9 +196,57 @@ Authorization::Next Authorization::HandleCapa() {
   Reply("RESP-CODES");
   Reply("PIPELINING");
   Reply("AUTH-RESP-CODE");
-  if (hello_.allow_user) Reply("USER");
+  if (hello_.tls_available && !stream_.tls()) Reply("STLS");
+  if (PasswordMechanismsAllowed()) {
+    Reply("USER");
+    Reply("SASL PLAIN");
+  }
   Reply(".");
   return Next::kRead;
+}
+
+Authorization::Next Authorization::HandleStls() {
+  if (stream_.tls()) return BadCommand("-ERR already using TLS");
+  if (!hello_.tls_available || !tls_ctx_)
+    return BadCommand("-ERR STLS is not available");
+  Reply("+OK begin TLS negotiation");
+  if (!Flush()) return Exit(kExitDisconnect);
+  // RFC 2595 section 4 and the STARTTLS injection attacks: whatever the
+  // client sent behind STLS arrived unprotected and must not run as if it
+  // came over TLS.
+  reader_.Wipe();
+  user_.clear();
+  return StartTls() ? Next::kRead : Next::kExit;
+}
+
+// Runs the handshake and tells the monitor; the monitor's new Hello says
+// what the client may now use.
+bool Authorization::StartTls() {
+  std::string error;
+  ipc::TlsResult r;
+  r.ok = stream_.StartTls(tls_ctx_, deadline_, &error) ? 1 : 0;
+  if (r.ok) {
+    r.protocol = stream_.Protocol();
+    r.cipher = stream_.Cipher();
+  } else {
+    r.error = error;
+  }
+  if (!ipc::SendMessage(monitor_, r)) {
+    status_ = kExitMonitor;
+    return false;
+  }
+  if (!r.ok) {
+    status_ = kExitTls;
+    return false;
+  }
+  auto msg = ipc::Receive(monitor_);
+  ipc::Hello updated;
+  if (!msg || msg->fd >= 0 || !ipc::Decode(*msg, &updated)) {
+    status_ = kExitMonitor;
+    return false;
+  }
+  hello_ = updated;
+  return true;
 }
 
 Authorization::Next Authorization::HandleUser(const pop3::Command& cmd) {
@@ -207,7 +254,7 @@ Authorization::Next Authorization::HandleUser(const pop3::Command& cmd) {
   if (cmd.args.size() != 1) return BadCommand("-ERR usage: USER name");
   if (cmd.args[0].size() > kMaxUserName)
     return BadCommand("-ERR name too long");
-  if (!hello_.allow_user) return ReportRefusal("pass");
+  if (!PasswordMechanismsAllowed()) return ReportRefusal(cmd.args[0], "pass");
   user_ = cmd.args[0];
   Reply("+OK send PASS");
   return Next::kRead;
@@ -219,15 +266,7 @@ Authorization::Next Authorization::HandlePass(pop3::Command& cmd) {
     return BadCommand("-ERR usage: PASS password");
   if (cmd.args[0].size() > ipc::kMaxField)
     return BadCommand("-ERR password too long");
-
-  ipc::AuthPass m{std::exchange(user_, {}), std::move(cmd.args[0])};
-  auto sent = ipc::SendMessage(monitor_, m);
-  Wipe(m.password);
-  if (!sent) {
-    status_ = kExitMonitor;
-    return Next::kExit;
-  }
-  return AwaitVerdict();
+  return SendPassword(std::exchange(user_, {}), cmd.args[0], "pass");
 }
 
 Authorization::Next Authorization::HandleApop(const pop3::Command& cmd) {
@@ -235,23 +274,73 @@ Authorization::Next Authorization::HandleApop(const pop3::Command& cmd) {
   if (cmd.args.size() != 2) return BadCommand("-ERR usage: APOP name digest");
   if (cmd.args[0].size() > kMaxUserName)
     return BadCommand("-ERR name too long");
-  if (!hello_.allow_apop) return ReportRefusal("apop");
+  if (!hello_.allow_apop) return ReportRefusal(cmd.args[0], "apop");
   ipc::AuthApop m{cmd.args[0], cmd.args[1]};
   return Ask(ipc::Type::kAuthApop, ipc::Encode(m));
 }
 
-Authorization::Next Authorization::ReportRefusal(std::string_view mechanism) {
-  ipc::Refusal m{user_.empty() ? std::string() : user_,
-                 std::string(mechanism)};
+// RFC 5034.  A bare "AUTH" lists the mechanisms, as many clients expect
+// from the draft that preceded the RFC.
+Authorization::Next Authorization::HandleAuth(pop3::Command& cmd) {
+  user_.clear();
+  if (cmd.args.empty()) {
+    Reply("+OK");
+    if (PasswordMechanismsAllowed()) Reply("PLAIN");
+    Reply(".");
+    return Next::kRead;
+  }
+  std::string mech = cmd.args[0];
+  for (char& c : mech) c = static_cast<char>(toupper(c));
+  if (mech != "PLAIN" || cmd.args.size() > 2)
+    return BadCommand("-ERR unsupported authentication mechanism");
+  if (!PasswordMechanismsAllowed()) return ReportRefusal("", "plain");
+  if (cmd.args.size() == 2) return HandlePlainResponse(cmd.args[1]);
+  Reply("+ ");
+  awaiting_plain_ = true;
+  return Next::kRead;
+}
+
+Authorization::Next Authorization::HandlePlainResponse(std::string& response) {
+  if (response == "*") {
+    Reply("-ERR authentication cancelled");
+    return Next::kRead;
+  }
+  auto creds = DecodePlain(response);
+  Wipe(response);
+  if (!creds) {
+    return BadCommand(creds.error() == PlainError::kBadBase64
+                          ? "-ERR invalid base64 in the SASL response"
+                          : "-ERR malformed SASL PLAIN response");
+  }
+  if (!creds->authzid.empty() && creds->authzid != creds->authcid) {
+    Wipe(creds->password);
+    Reply("-ERR [AUTH] acting as another user is not allowed");
+    return Next::kRead;
+  }
+  return SendPassword(std::move(creds->authcid), creds->password, "plain");
+}
+
+Authorization::Next Authorization::SendPassword(std::string user,
+                                                std::string& password,
+                                                std::string_view mechanism) {
+  ipc::AuthPass m{std::move(user), std::move(password),
+                  std::string(mechanism)};
+  Wipe(password);
+  auto sent = ipc::SendMessage(monitor_, m);
+  Wipe(m.password);
+  if (!sent) return Exit(kExitMonitor);
+  return AwaitVerdict();
+}
+
+Authorization::Next Authorization::ReportRefusal(std::string_view user,
+                                                 std::string_view mechanism) {
+  ipc::Refusal m{std::string(user), std::string(mechanism)};
   return Ask(ipc::Type::kRefusal, ipc::Encode(m));
 }
 
 Authorization::Next Authorization::Ask(ipc::Type type,
                                        const std::string& body) {
-  if (!ipc::Send(monitor_, type, body)) {
-    status_ = kExitMonitor;
-    return Next::kExit;
-  }
+  if (!ipc::Send(monitor_, type, body)) return Exit(kExitMonitor);
   return AwaitVerdict();
 }
 
@@ -259,25 +348,35 @@ Authorization::Next Authorization::AwaitVerdict() {
   auto msg = ipc::Receive(monitor_);
   ipc::AuthResult result;
   if (!msg || !ipc::Decode(*msg, &result)) {
-    status_ = kExitMonitor;
-    return Next::kExit;
+    if (msg && msg->fd >= 0) close(msg->fd);
+    return Exit(kExitMonitor);
   }
-  return Answer(result);
+  return Answer(result, msg->fd);
 }
 
-Authorization::Next Authorization::Answer(const ipc::AuthResult& result) {
+Authorization::Next Authorization::Answer(const ipc::AuthResult& result,
+                                          int relay_fd) {
+  // A relay socket comes with a successful login on a TLS link, and only
+  // then.
+  bool want_relay = result.code == ipc::AuthCode::kOk && stream_.tls();
+  if ((relay_fd >= 0) != want_relay) {
+    if (relay_fd >= 0) close(relay_fd);
+    return Exit(kExitMonitor);
+  }
   switch (result.code) {
     case ipc::AuthCode::kOk: {
       // The worker answers the login once it holds the mailbox; what the
       // client sent behind the login goes with the stream.
-      if (!Flush()) {
-        status_ = kExitDisconnect;
-        return Next::kExit;
-      }
+      if (!Flush()) return Exit(kExitDisconnect);
       ipc::Handoff h{std::string(reader_.Pending())};
       reader_.Wipe();
-      status_ = ipc::SendMessage(monitor_, h) ? kExitHandedOff : kExitMonitor;
-      return Next::kExit;
+      if (!ipc::SendMessage(monitor_, h)) return Exit(kExitMonitor);
+      if (relay_fd >= 0) {
+        stream_.Relay(relay_fd);
+        stream_.Shutdown();
+        close(relay_fd);
+      }
+      return Exit(kExitHandedOff);
     }
     case ipc::AuthCode::kFailed:
     case ipc::AuthCode::kRefused:
@@ -288,11 +387,9 @@ Authorization::Next Authorization::Answer(const ipc::AuthResult& result) {
       return Next::kRead;
     case ipc::AuthCode::kEndSession:
       Reply("-ERR [AUTH] " + result.text);
-      status_ = kExitFailures;
-      return Next::kExit;
+      return Exit(kExitFailures);
   }
-  status_ = kExitMonitor;
-  return Next::kExit;
+  return Exit(kExitMonitor);
 }
 
 }  // namespace
@@ -302,9 +399,9 @@ void RunFront(const FrontParams& params) {
 
   auto msg = ipc::Receive(params.monitor_fd);
   ipc::Hello hello;
-  if (!msg || !ipc::Decode(*msg, &hello)) _exit(kExitMonitor);
+  if (!msg || msg->fd >= 0 || !ipc::Decode(*msg, &hello)) _exit(kExitMonitor);
 
-  Authorization auth(params.client_fd, params.monitor_fd, hello);
+  Authorization auth(params.client_fd, params.monitor_fd, params.tls, hello);
   _exit(auth.Run());
 }
 

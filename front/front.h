@@ -8,6 +8,8 @@
 
 #include <sys/types.h>
 
+#include <openssl/ssl.h>
+
 #include <string>
 
 namespace popguard::front {
@@ -18,6 +20,7 @@ struct FrontParams {
   uid_t uid = 0;        // the unprivileged login user
   gid_t gid = 0;
   std::string empty_dir;  // becomes the root directory
+  SSL_CTX* tls = nullptr;  // the server context, if TLS is configured
 };
 
 // How the front ended, as its exit status, for the monitor's record.
@@ -30,6 +33,7 @@ enum ExitStatus : int {
   kExitFailures = 14,     // too many failed logins
   kExitMonitor = 15,      // the monitor's channel broke or misbehaved
   kExitConfine = 16,      // could not confine itself: served nothing
+  kExitTls = 17,          // the TLS handshake failed
 };
 
 // Confines the process, then serves until the client logs in (the

@@ -10,8 +10,12 @@ namespace {
 
 // The fields every record of a session carries, after its id and event.
 std::string Where(const SessionFacts& s) {
-  return fmt::format("client={} port={} tls={}", s.client_addr, s.client_port,
-                     s.tls ? "yes" : "no");
+  if (!s.tls)
+    return fmt::format("client={} port={} tls=no", s.client_addr,
+                       s.client_port);
+  return fmt::format("client={} port={} tls=yes tls_protocol={} tls_cipher={}",
+                     s.client_addr, s.client_port, s.tls_protocol,
+                     s.tls_cipher);
 }
 
 void Record(const SessionFacts& s, std::string_view event,
@@ -64,6 +68,14 @@ void AuditChildKilled(const SessionFacts& s, std::string_view process,
   Record(s, "child-killed",
          fmt::format("process={} user={} signal=SIG{} {}", process,
                      Quoted(user), name ? name : "UNKNOWN", Where(s)));
+}
+
+void AuditTls(const SessionFacts& s, std::string_view error) {
+  if (error.empty())
+    Record(s, "tls", fmt::format("{} result=ok", Where(s)));
+  else
+    Record(s, "tls", fmt::format("{} result=fail error=\"{}\"", Where(s),
+                                 Sanitize(error, 200)));
 }
 
 void AuditViolation(const SessionFacts& s, std::string_view process,

@@ -20,7 +20,10 @@ struct SessionFacts {
   unsigned client_port = 0;
   std::string server_addr;
   unsigned server_port = 0;
-  bool tls = false;
+  bool implicit_tls = false;  // accepted on a POP3S listener
+  bool tls = false;           // a TLS handshake has completed
+  std::string tls_protocol;
+  std::string tls_cipher;
   std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
 };
 
@@ -43,6 +46,9 @@ void AuditEnd(const SessionFacts& s, std::string_view user,
 // A child died by a signal (a seccomp violation shows as SIGSYS).
 void AuditChildKilled(const SessionFacts& s, std::string_view process,
                       std::string_view user, int signal);
+
+// A TLS handshake (STLS or implicit) ended; `error` is set on failure.
+void AuditTls(const SessionFacts& s, std::string_view error);
 
 // A child sent what the monitor's request table does not allow.
 void AuditViolation(const SessionFacts& s, std::string_view process,

@@ -61,6 +61,12 @@ std::expected<int, std::string> Bind(const std::string& spec) {
   return fd;
 }
 
+// A listening socket, and whether its clients start with TLS (POP3S).
+struct Socket {
+  int fd;
+  bool implicit_tls;
+};
+
 class Listener {
  public:
   Listener(std::string config_path, Runtime rt)
@@ -70,41 +76,48 @@ class Listener {
  private:
   bool BindAll();
   void CloseAll();
-  void Accept(int lfd);
+  void Accept(const Socket& lsock);
   void Reap();
   void Reload();
 
   std::string path_;
   Runtime rt_;
-  std::vector<int> listeners_;
+  std::vector<Socket> listeners_;
   int sigfd_ = -1;
   unsigned children_ = 0;
   bool stopping_ = false;
 };
 
 bool Listener::BindAll() {
-  std::vector<int> fds;
-  for (const std::string& spec : rt_.config.listen) {
-    auto fd = Bind(spec);
-    if (!fd) {
-      Log(LogLevel::kError, "{}", fd.error());
-      for (int f : fds) close(f);
-      return false;
+  std::vector<Socket> socks;
+  auto bind_list = [&](const std::vector<std::string>& specs, bool tls) {
+    for (const std::string& spec : specs) {
+      auto fd = Bind(spec);
+      if (!fd) {
+        Log(LogLevel::kError, "{}", fd.error());
+        return false;
+      }
+      socks.push_back({*fd, tls});
     }
-    fds.push_back(*fd);
+    return true;
+  };
+  if (!bind_list(rt_.config.listen, false) ||
+      !bind_list(rt_.config.listen_tls, true)) {
+    for (const Socket& s : socks) close(s.fd);
+    return false;
   }
   CloseAll();
-  listeners_ = std::move(fds);
+  listeners_ = std::move(socks);
   return true;
 }
 
 void Listener::CloseAll() {
-  for (int fd : listeners_) close(fd);
+  for (const Socket& s : listeners_) close(s.fd);
   listeners_.clear();
 }
 
-void Listener::Accept(int lfd) {
-  int fd = accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC);
+void Listener::Accept(const Socket& lsock) {
+  int fd = accept4(lsock.fd, nullptr, nullptr, SOCK_CLOEXEC);
   if (fd < 0) return;
   if (children_ >= rt_.config.max_sessions) {
     static constexpr char kBusy[] =
@@ -124,6 +137,7 @@ void Listener::Accept(int lfd) {
     sigprocmask(SIG_SETMASK, &none, nullptr);
     SessionFacts facts;
     DescribeConnection(fd, &facts);
+    facts.implicit_tls = lsock.implicit_tls;
     _exit(RunMonitor(rt_, fd, std::move(facts)));
   }
   if (pid > 0) children_++;
@@ -150,7 +164,8 @@ void Listener::Reload() {
     Log(LogLevel::kError, "event=reload result=fail error=\"{}\"", rt.error());
     return;
   }
-  bool rebind = rt->config.listen != rt_.config.listen;
+  bool rebind = rt->config.listen != rt_.config.listen ||
+                rt->config.listen_tls != rt_.config.listen_tls;
   Runtime old = std::move(rt_);
   rt_ = std::move(*rt);
   if (rebind && !BindAll()) {
@@ -171,12 +186,13 @@ int Listener::Run() {
   signal(SIGPIPE, SIG_IGN);
   sigfd_ = signalfd(-1, &mask, SFD_CLOEXEC);
   if (sigfd_ < 0 || !BindAll()) return 1;
-  Log(LogLevel::kNotice, "event=start listen={} version={}",
-      fmt::join(rt_.config.listen, ","), POPGUARD_VERSION);
+  Log(LogLevel::kNotice, "event=start listen={} listen_tls={} version={}",
+      fmt::join(rt_.config.listen, ","), fmt::join(rt_.config.listen_tls, ","),
+      POPGUARD_VERSION);
 
   while (!stopping_ || children_ > 0) {
     std::vector<pollfd> fds{{sigfd_, POLLIN, 0}};
-    for (int fd : listeners_) fds.push_back({fd, POLLIN, 0});
+    for (const Socket& s : listeners_) fds.push_back({s.fd, POLLIN, 0});
     if (poll(fds.data(), fds.size(), -1) < 0) {
       if (errno == EINTR) continue;
       return 1;
@@ -196,8 +212,10 @@ int Listener::Run() {
       }
       continue;
     }
+    std::vector<Socket> ready;
     for (std::size_t i = 1; i < fds.size(); i++)
-      if (fds[i].revents & POLLIN) Accept(fds[i].fd);
+      if (fds[i].revents & POLLIN) ready.push_back(listeners_[i - 1]);
+    for (const Socket& s : ready) Accept(s);
   }
   return 0;
 }
@@ -209,12 +227,13 @@ int RunListener(const std::string& config_path, Runtime rt) {
   return l.Run();
 }
 
-int RunInetd(const Runtime& rt) {
+int RunInetd(const Runtime& rt, bool implicit_tls) {
   signal(SIGPIPE, SIG_IGN);
   // stdout is the same connection; the monitor and its children use
   // descriptor 0 only, and nothing may be printed to 1 or 2 by accident.
   SessionFacts facts;
   DescribeConnection(0, &facts);
+  facts.implicit_tls = implicit_tls;
   return RunMonitor(rt, 0, std::move(facts));
 }
 

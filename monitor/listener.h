@@ -14,6 +14,8 @@ namespace popguard::monitor {
 int RunListener(const std::string& config_path, Runtime rt);
 
 // inetd mode: the connection is on descriptor 0, as xinetd starts us.
-int RunInetd(const Runtime& rt);
+// With implicit_tls (--inetd --tls) the client starts with a handshake,
+// for an xinetd service on port 995.
+int RunInetd(const Runtime& rt, bool implicit_tls);
 
 }  // namespace popguard::monitor

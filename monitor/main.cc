@@ -22,6 +22,7 @@ constexpr const char* kUsage =
     ")\n"
     "  -f, --foreground   stay in the foreground and log to stderr\n"
     "      --inetd        serve one connection on stdin (xinetd, inetd)\n"
+    "      --tls          with --inetd: the connection starts with TLS (995)\n"
     "      --check-config print the effective settings and warnings\n"
     "      --debug        log debug messages\n"
     "      --version      print the version\n";
@@ -30,16 +31,18 @@ struct Options {
   std::string config = POPGUARD_CONFIG_PATH;
   bool foreground = false;
   bool inetd = false;
+  bool inetd_tls = false;
   bool check = false;
   bool debug = false;
 };
 
 int ParseOptions(int argc, char** argv, Options* o) {
-  enum { kInetd = 256, kCheck, kDebug, kVersion };
+  enum { kInetd = 256, kTls, kCheck, kDebug, kVersion };
   static const option kLong[] = {
       {"config", required_argument, nullptr, 'c'},
       {"foreground", no_argument, nullptr, 'f'},
       {"inetd", no_argument, nullptr, kInetd},
+      {"tls", no_argument, nullptr, kTls},
       {"check-config", no_argument, nullptr, kCheck},
       {"debug", no_argument, nullptr, kDebug},
       {"version", no_argument, nullptr, kVersion},
@@ -51,6 +54,7 @@ int ParseOptions(int argc, char** argv, Options* o) {
       case 'c': o->config = optarg; break;
       case 'f': o->foreground = true; break;
       case kInetd: o->inetd = true; break;
+      case kTls: o->inetd_tls = true; break;
       case kCheck: o->check = true; break;
       case kDebug: o->debug = true; break;
       case kVersion: std::printf("popguard %s\n", POPGUARD_VERSION); return 0;
@@ -58,7 +62,7 @@ int ParseOptions(int argc, char** argv, Options* o) {
       default: std::fputs(kUsage, stderr); return 2;
     }
   }
-  if (optind != argc) {
+  if (optind != argc || (o->inetd_tls && !o->inetd)) {
     std::fputs(kUsage, stderr);
     return 2;
   }
@@ -110,7 +114,13 @@ int main(int argc, char** argv) {
   for (const std::string& w : config->warnings)
     Log(LogLevel::kWarning, "config: {}", w);
 
-  if (opt.inetd) return monitor::RunInetd(*rt);
+  if (opt.inetd) {
+    if (opt.inetd_tls && !rt->tls) {
+      Log(LogLevel::kError, "--tls needs [tls] certificate and private_key");
+      return 1;
+    }
+    return monitor::RunInetd(*rt, opt.inetd_tls);
+  }
   if (!opt.foreground && !Daemonize()) {
     Log(LogLevel::kError, "cannot detach from the terminal");
     return 1;

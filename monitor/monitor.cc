@@ -52,6 +52,7 @@ constexpr RequestRule kFrontRequests[] = {
     {ipc::Type::kAuthPass, State::kAuth, 0},
     {ipc::Type::kAuthApop, State::kAuth, 0},
     {ipc::Type::kRefusal, State::kAuth, 0},
+    {ipc::Type::kTlsResult, State::kAuth, 1},
     {ipc::Type::kHandoff, State::kAwaitHandoff, 1},
 };
 
@@ -76,6 +77,7 @@ std::string_view FrontEnding(int status) {
     case front::kExitFailures: return "auth-failures";
     case front::kExitMonitor: return "front-error";
     case front::kExitConfine: return "front-confine-failed";
+    case front::kExitTls: return "tls-failed";
     default: return "front-error";
   }
 }
@@ -89,6 +91,7 @@ class Monitor {
 
  private:
   bool StartFrontProcess();
+  ipc::Hello MakeHello();
   bool ServeFront();
   bool Permitted(ipc::Type type);
   bool Dispatch(ipc::Message& msg);
@@ -96,7 +99,8 @@ class Monitor {
   bool AnswerApop(const ipc::Message& msg);
   bool AnswerRefusal(const ipc::Message& msg);
   bool AnswerHandoff(const ipc::Message& msg);
-  bool Verdict(ipc::AuthCode code, std::string text);
+  bool AnswerTlsResult(const ipc::Message& msg);
+  bool Verdict(ipc::AuthCode code, std::string text, int pass_fd = -1);
   bool Fail(std::string_view user, std::string_view mech,
             std::string_view reason, Clock::time_point began);
   bool Succeed(const Identity& who, std::string_view mech);
@@ -122,24 +126,30 @@ class Monitor {
   Identity user_;
   std::string mech_;
   std::string pipelined_;
+  int relay_fd_ = -1;  // the worker's end of the TLS relay, on a TLS link
   bool ended_ = false;
 };
 
 int Monitor::Run() {
   AuditConnect(facts_);
   link_.tls = facts_.tls;
+  link_.client_addr = facts_.client_addr;
   if (!StartFrontProcess()) {
     EndSession("front-start-failed", {});
     return 1;
   }
 
   bool logged_in = ServeFront();
-  int front_status = ReapFront();
   if (!logged_in) {
+    int front_status = ReapFront();
     if (!ended_) EndSession(FrontEnding(front_status), {});
     return 0;
   }
+  // On a clear link the front is done once it hands off.  On a TLS link
+  // it relays for the worker until the session ends.
+  if (relay_fd_ < 0) ReapFront();
   RunWorker();
+  if (relay_fd_ >= 0) ReapFront();
   return 0;
 }
 
@@ -148,21 +158,34 @@ bool Monitor::StartFrontProcess() {
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
     return false;
   front_pid_ = StartFront(client_, sv[1], rt_.front_uid, rt_.front_gid,
-                          cfg_.empty_dir);
+                          cfg_.empty_dir, rt_.tls.get());
   close(sv[1]);
   front_sock_ = sv[0];
   if (front_pid_ < 0) return false;
 
+  // The challenge goes into the greeting.  A POP3S client is greeted only
+  // after its handshake, under the policy for TLS, so it gets one too if
+  // APOP is allowed there.
+  policy::Link greeted = link_;
+  greeted.tls = link_.tls || facts_.implicit_tls;
+  if (policy::ApopAllowed(cfg_, greeted).allowed)
+    challenge_ = MakeChallenge(rt_.hostname);
+  return ipc::SendMessage(front_sock_, MakeHello()).has_value();
+}
+
+// What the front may offer on the link as it is now.
+ipc::Hello Monitor::MakeHello() {
   ipc::Hello hello;
   hello.session_id = facts_.id;
-  policy::Verdict apop = policy::ApopAllowed(cfg_, link_);
-  if (apop.allowed) challenge_ = MakeChallenge(rt_.hostname);
   hello.challenge = challenge_;
-  hello.allow_apop = apop.allowed;
+  hello.allow_apop =
+      !challenge_.empty() && policy::ApopAllowed(cfg_, link_).allowed;
   hello.allow_user = policy::PasswordAllowed(cfg_, link_).allowed;
   hello.login_timeout_s = cfg_.login_timeout_s;
   hello.max_bad_commands = cfg_.max_bad_commands;
-  return ipc::SendMessage(front_sock_, hello).has_value();
+  hello.tls_available = rt_.tls && !link_.tls && !facts_.implicit_tls;
+  hello.implicit_tls = facts_.implicit_tls && !link_.tls;
+  return hello;
 }
 
 // Answers the front until a login is handed off (true) or the front is
@@ -233,6 +256,7 @@ bool Monitor::Dispatch(ipc::Message& msg) {
     case ipc::Type::kAuthApop: ok = AnswerApop(msg); break;
     case ipc::Type::kRefusal: ok = AnswerRefusal(msg); break;
     case ipc::Type::kHandoff: ok = AnswerHandoff(msg); break;
+    case ipc::Type::kTlsResult: ok = AnswerTlsResult(msg); break;
     default: break;
   }
   Wipe(msg.body);
@@ -243,9 +267,11 @@ bool Monitor::Dispatch(ipc::Message& msg) {
   return ok;
 }
 
-bool Monitor::Verdict(ipc::AuthCode code, std::string text) {
+bool Monitor::Verdict(ipc::AuthCode code, std::string text, int pass_fd) {
   ipc::AuthResult r{code, std::move(text)};
-  return ipc::SendMessage(front_sock_, r).has_value();
+  return ipc::Send(front_sock_, ipc::Type::kAuthResult, ipc::Encode(r),
+                   pass_fd)
+      .has_value();
 }
 
 // Root, system accounts and names that do not resolve are refused before
@@ -256,7 +282,9 @@ bool Monitor::EligibleUser(const std::string& name, Identity* who,
     *reason = "unknown user";
     return false;
   }
-  if (who->uid == 0 || who->uid < cfg_.min_uid) {
+  // 65534 is the kernel's overflow id ("nobody"), shared by whatever has
+  // no owner of its own: never a mail user.
+  if (who->uid == 0 || who->uid < cfg_.min_uid || who->uid == 65534) {
     *reason = "system account";
     return false;
   }
@@ -287,20 +315,33 @@ bool Monitor::Succeed(const Identity& who, std::string_view mech) {
   user_ = who;
   mech_ = std::string(mech);
   state_ = State::kAwaitHandoff;
-  return Verdict(ipc::AuthCode::kOk, "");
+  if (!link_.tls) return Verdict(ipc::AuthCode::kOk, "");
+
+  // The TLS session cannot leave the front, so the worker gets a plain
+  // stream socket and the front relays; the front's end travels with the
+  // verdict.
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+    return Verdict(ipc::AuthCode::kTempFail, "server busy, try again later");
+  bool sent = Verdict(ipc::AuthCode::kOk, "", sv[0]);
+  close(sv[0]);
+  relay_fd_ = sv[1];
+  return sent;
 }
 
 bool Monitor::AnswerPass(ipc::Message& msg) {
   Clock::time_point began = Clock::now();
   ipc::AuthPass req;
-  if (!ipc::Decode(msg, &req)) {
+  if (!ipc::Decode(msg, &req) ||
+      (req.mechanism != "pass" && req.mechanism != "plain")) {
     Wipe(req.password);
     return false;
   }
+  const std::string& mech = req.mechanism;
   policy::Verdict v = policy::PasswordAllowed(cfg_, link_);
   if (!v.allowed) {
     Wipe(req.password);
-    AuditAuth(facts_, req.user, "pass", "refused", v.reason);
+    AuditAuth(facts_, req.user, mech, "refused", v.reason);
     return Verdict(ipc::AuthCode::kRefused, v.reason);
   }
 
@@ -308,22 +349,22 @@ bool Monitor::AnswerPass(ipc::Message& msg) {
   std::string reason;
   if (!EligibleUser(req.user, &who, &reason)) {
     Wipe(req.password);
-    return Fail(req.user, "pass", reason, began);
+    return Fail(req.user, mech, reason, began);
   }
   PamOutcome pam =
       PamLogin(cfg_.pam_service, req.user, req.password, facts_.client_addr);
   if (pam.result == PamResult::kTempFail) {
-    AuditAuth(facts_, req.user, "pass", "fail", pam.reason);
+    AuditAuth(facts_, req.user, mech, "fail", pam.reason);
     return Verdict(ipc::AuthCode::kTempFail,
                    "authentication is unavailable, try again later");
   }
   if (pam.result != PamResult::kOk)
-    return Fail(req.user, "pass", pam.reason, began);
+    return Fail(req.user, mech, pam.reason, began);
   // PAM may have mapped the name; the account it settled on must pass the
   // same checks.
   if (pam.user != who.name && !EligibleUser(pam.user, &who, &reason))
-    return Fail(req.user, "pass", reason, began);
-  return Succeed(who, "pass");
+    return Fail(req.user, mech, reason, began);
+  return Succeed(who, mech);
 }
 
 bool Monitor::AnswerApop(const ipc::Message& msg) {
@@ -371,6 +412,24 @@ bool Monitor::AnswerRefusal(const ipc::Message& msg) {
   return Verdict(ipc::AuthCode::kRefused, v.reason);
 }
 
+bool Monitor::AnswerTlsResult(const ipc::Message& msg) {
+  ipc::TlsResult r;
+  if (!ipc::Decode(msg, &r)) return false;
+  // Only a front that was told it may run a handshake reports one.
+  bool expected = facts_.implicit_tls || (rt_.tls && !link_.tls);
+  if (!expected || link_.tls) return false;
+  if (!r.ok) {
+    AuditTls(facts_, r.error.empty() ? "handshake failed" : r.error);
+    EndSession("tls-failed", {});
+    return true;
+  }
+  link_.tls = facts_.tls = true;
+  facts_.tls_protocol = Sanitize(r.protocol, 32);
+  facts_.tls_cipher = Sanitize(r.cipher, 64);
+  AuditTls(facts_, "");
+  return ipc::SendMessage(front_sock_, MakeHello()).has_value();
+}
+
 bool Monitor::AnswerHandoff(const ipc::Message& msg) {
   ipc::Handoff h;
   if (!ipc::Decode(msg, &h)) return false;
@@ -410,10 +469,12 @@ void Monitor::RunWorker() {
     EndSession("mailbox-error", counts);
     return;
   }
-  pid_t pid = StartWorker(rt_.config.worker_path, client_, sv[1], user_);
+  int stream = relay_fd_ >= 0 ? relay_fd_ : client_;
+  pid_t pid = StartWorker(rt_.config.worker_path, stream, sv[1], user_);
   close(sv[1]);
   close(client_);
   client_ = -1;
+  if (relay_fd_ >= 0) close(relay_fd_);
   AuditLogin(facts_, user_.name, user_.uid, mech_);
 
   ipc::WorkerInit init;
@@ -530,6 +591,15 @@ std::expected<Runtime, std::string> PrepareRuntime(const Config& config) {
     return std::unexpected(fmt::format(
         "{} must be a directory owned by root, writable by no one else",
         config.empty_dir));
+
+  if (!config.tls_certificate.empty()) {
+    front::TlsSettings tls{config.tls_certificate, config.tls_private_key,
+                           config.tls_min_protocol, config.tls_ciphers,
+                           config.tls_ciphersuites};
+    auto ctx = front::MakeServerContext(tls);
+    if (!ctx) return std::unexpected("TLS: " + ctx.error());
+    rt.tls = std::move(*ctx);
+  }
 
   if (access(config.worker_path.c_str(), X_OK) != 0)
     return std::unexpected(fmt::format("the worker {} is not executable: {}",

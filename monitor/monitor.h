@@ -12,6 +12,7 @@
 #include <string>
 
 #include "common/config.h"
+#include "front/tls.h"
 #include "monitor/audit.h"
 
 namespace popguard::monitor {
@@ -23,10 +24,12 @@ struct Runtime {
   std::string hostname;  // for the APOP challenge
   uid_t front_uid = 0;
   gid_t front_gid = 0;
+  front::SslCtxPtr tls;  // null when no certificate is configured
 };
 
 // Settles a Runtime from a configuration: looks up the front user, makes
-// the empty root directory, checks the worker binary.  On failure returns
+// the empty root directory, checks the worker binary, loads the TLS
+// certificate and key.  On failure returns
 // a message for the admin.
 std::expected<Runtime, std::string> PrepareRuntime(const Config& config);
 

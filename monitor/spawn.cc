@@ -69,7 +69,7 @@ bool LookupIdentity(const std::string& name, Identity* out) {
 }
 
 pid_t StartFront(int client_fd, int sock, uid_t uid, gid_t gid,
-                 const std::string& empty_dir) {
+                 const std::string& empty_dir, SSL_CTX* tls) {
   pid_t pid = fork();
   if (pid != 0) return pid;
 
@@ -81,6 +81,7 @@ pid_t StartFront(int client_fd, int sock, uid_t uid, gid_t gid,
   p.uid = uid;
   p.gid = gid;
   p.empty_dir = empty_dir;
+  p.tls = tls;
   front::RunFront(p);
 }
 

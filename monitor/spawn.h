@@ -2,6 +2,7 @@
 // forked from root; everything here happens before they read a client byte.
 #pragma once
 
+#include <openssl/ssl.h>
 #include <sys/types.h>
 
 #include <string>
@@ -24,7 +25,7 @@ bool LookupIdentity(const std::string& name, Identity* out);
 // Forks the front.  The child keeps only client_fd and sock, then confines
 // itself (front/front.h).  Returns the pid, or -1.
 pid_t StartFront(int client_fd, int sock, uid_t uid, gid_t gid,
-                 const std::string& empty_dir);
+                 const std::string& empty_dir, SSL_CTX* tls);
 
 // Forks and execs the worker as `who`, with an empty environment, the
 // client stream on fd 3 and the monitor's socket on fd 4 (worker/main.cc).
