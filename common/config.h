@@ -15,9 +15,10 @@ namespace popguard {
 
 // Who may send a password (USER/PASS, AUTH PLAIN) on which link.
 enum class CleartextPolicy {
-  kAlways,   // any link (Qpopper's behaviour; only behind another guard)
-  kNever,    // no link: APOP only
-  kTlsOnly,  // only over TLS (the default)
+  kAlways,         // any link (Qpopper's behaviour; only behind another guard)
+  kNever,          // no link: APOP only
+  kTlsOnly,        // only over TLS (the default)
+  kTlsOrNetworks,  // over TLS, or from an address in trusted_networks
 };
 
 // Where APOP may be used.
@@ -31,9 +32,14 @@ enum class MailboxFormatSetting { kMaildir, kMbox };
 
 struct Config {
   std::string path;  // the file this was read from
+  // Settings that are legal but weaken the server ("clear text allowed on
+  // every link"); printed by --check-config and logged at start.
+  std::vector<std::string> warnings;
 
   // [server]
   std::vector<std::string> listen{"0.0.0.0:110", "[::]:110"};
+  // Implicit TLS (POP3S, RFC 8314); needs [tls] certificate and key.
+  std::vector<std::string> listen_tls;
   std::string hostname;  // empty: gethostname(); used in the APOP challenge
   std::uint32_t max_sessions = 200;  // all sessions at once
 
@@ -41,15 +47,28 @@ struct Config {
   std::string pam_service = "popguard";
   std::string popauth_file = "/etc/pop.auth";
   std::string popauth_key = "/etc/popguard/pop.auth.key";
-  std::uint32_t min_uid = 1000;  // root and system accounts cannot log in
+  std::uint32_t min_uid = 1000;        // root and system accounts cannot log in
   std::uint32_t fail_delay_ms = 2000;  // a failure answers no sooner
   std::uint32_t max_failures = 3;      // then the session ends
   CleartextPolicy cleartext = CleartextPolicy::kTlsOnly;
   ApopPolicy apop = ApopPolicy::kAllow;
+  // Networks ("192.0.2.0/24", "2001:db8::/32", "127.0.0.1") from which
+  // tls-or-networks lets a password cross without TLS.  Loopback is not
+  // trusted unless listed.
+  std::vector<std::string> trusted_networks;
+  // Qpopper's default rule: a user with a pop.auth entry must use APOP.
+  bool apop_users_must_use_apop = false;
+
+  // [tls]  (no certificate: no STLS, no POP3S)
+  std::string tls_certificate;  // PEM chain
+  std::string tls_private_key;  // PEM, read as root before any front runs
+  std::string tls_min_protocol = "TLSv1.2";
+  std::string tls_ciphers;       // TLS <= 1.2; empty: OpenSSL's default
+  std::string tls_ciphersuites;  // TLS 1.3; empty: OpenSSL's default
 
   // [mailbox]
   MailboxFormatSetting format = MailboxFormatSetting::kMaildir;
-  std::string maildir = "~/Maildir";   // ~ is the home, %u the user name
+  std::string maildir = "~/Maildir";  // ~ is the home, %u the user name
   std::string mbox = "/var/mail/%u";
 
   // [session]
@@ -73,7 +92,9 @@ struct ConfigError {
 // Reads and validates the file.  A missing file is an error.
 std::expected<Config, ConfigError> LoadConfig(const std::string& path);
 
-// Parses TOML text as if read from `path` (for tests and LoadConfig).
+// Parses TOML text as if read from `path` (for tests and LoadConfig).  On
+// success, Config::warnings lists every legal setting that exposes
+// something (clear text reachable off TLS, APOP without TLS, ...).
 std::expected<Config, ConfigError> ParseConfig(std::string_view text,
                                                const std::string& path);
 
@@ -81,9 +102,10 @@ std::expected<Config, ConfigError> ParseConfig(std::string_view text,
 std::string DescribeConfig(const Config& c);
 
 // Expands a mailbox template: "~" at the start is `home`, "%u" the user,
-// "%%" a percent sign.  A result that is not absolute is an error.
+// "%%" a percent sign.  A result that is not absolute is an error, and so
+// are a user name that is empty, starts with '.' or holds '/' or NUL, a
+// "~" with a home that is not absolute, and any other '%' escape.
 std::expected<std::string, ConfigError> ExpandMailboxPath(
-    const std::string& tmpl, const std::string& user,
-    const std::string& home);
+    const std::string& tmpl, const std::string& user, const std::string& home);
 
 }  // namespace popguard

@@ -57,7 +57,8 @@ std::expected<void, Error> Send(int sock, Type type, std::string_view body,
   do {
     n = sendmsg(sock, &mh, MSG_NOSIGNAL);
   } while (n < 0 && errno == EINTR);
-  if (n < 0) return std::unexpected(errno == EPIPE ? Error::kClosed : Error::kIo);
+  if (n < 0)
+    return std::unexpected(errno == EPIPE ? Error::kClosed : Error::kIo);
   return {};
 }
 
@@ -65,9 +66,18 @@ namespace {
 
 // Closes every descriptor that arrived with a message; returns the first
 // one if exactly one came.
-int CollectFd(msghdr* mh, bool* extra) {
+int CollectFd(msghdr* mh, bool* extra, Message* m) {
   int got = -1;
   for (cmsghdr* c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
+    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS &&
+        c->cmsg_len == CMSG_LEN(sizeof(ucred))) {
+      ucred cred;
+      std::memcpy(&cred, CMSG_DATA(c), sizeof cred);
+      m->sender_pid = cred.pid;
+      m->sender_uid = cred.uid;
+      m->has_sender = true;
+      continue;
+    }
     if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
     std::size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
     for (std::size_t i = 0; i < n; i++) {
@@ -86,13 +96,19 @@ int CollectFd(msghdr* mh, bool* extra) {
 
 }  // namespace
 
+bool PassCredentials(int sock) {
+  int one = 1;
+  return setsockopt(sock, SOL_SOCKET, SO_PASSCRED, &one, sizeof one) == 0;
+}
+
 std::expected<Message, Error> Receive(int sock) {
   std::vector<char> buf(kMaxMessage + 1);
   iovec iov{buf.data(), buf.size()};
   msghdr mh{};
   mh.msg_iov = &iov;
   mh.msg_iovlen = 1;
-  alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * 4)];
+  alignas(cmsghdr) char
+      cbuf[CMSG_SPACE(sizeof(int) * 4) + CMSG_SPACE(sizeof(ucred))];
   mh.msg_control = cbuf;
   mh.msg_controllen = sizeof cbuf;
   ssize_t n;
@@ -102,7 +118,8 @@ std::expected<Message, Error> Receive(int sock) {
   if (n < 0) return std::unexpected(Error::kIo);
 
   bool extra = false;
-  int fd = CollectFd(&mh, &extra);
+  Message m;
+  int fd = CollectFd(&mh, &extra, &m);
   auto fail = [&](Error e) -> std::expected<Message, Error> {
     if (fd >= 0) close(fd);
     std::fill(buf.begin(), buf.end(), 0);
@@ -114,7 +131,6 @@ std::expected<Message, Error> Receive(int sock) {
       static_cast<std::size_t>(n) > kMaxMessage)
     return fail(Error::kMalformed);
 
-  Message m;
   std::uint16_t raw;
   std::memcpy(&raw, buf.data(), sizeof raw);
   m.type = static_cast<Type>(raw);
@@ -167,6 +183,7 @@ std::string Encode(const Hello& m) {
   Writer w;
   w.Str(m.session_id).Str(m.challenge).U32(m.allow_user).U32(m.allow_apop);
   w.U32(m.login_timeout_s).U32(m.max_bad_commands);
+  w.U32(m.tls_available).U32(m.implicit_tls);
   return w.bytes();
 }
 
@@ -175,18 +192,19 @@ bool Decode(const Message& msg, Hello* m) {
   return msg.type == Type::kHello && r.Str(&m->session_id, kMaxField) &&
          r.Str(&m->challenge, kMaxField) && r.U32(&m->allow_user) &&
          r.U32(&m->allow_apop) && r.U32(&m->login_timeout_s) &&
-         r.U32(&m->max_bad_commands) && r.Done();
+         r.U32(&m->max_bad_commands) && r.U32(&m->tls_available) &&
+         r.U32(&m->implicit_tls) && r.Done();
 }
 
 std::string Encode(const AuthPass& m) {
   Writer w;
-  w.Str(m.user).Str(m.password);
+  w.Str(m.user).Str(m.password).Str(m.mechanism);
   return w.bytes();
 }
 
 std::expected<void, Error> SendMessage(int sock, const AuthPass& m) {
   Writer w;
-  w.Str(m.user).Str(m.password);
+  w.Str(m.user).Str(m.password).Str(m.mechanism);
   auto r = Send(sock, Type::kAuthPass, w.bytes());
   w.Wipe();
   return r;
@@ -195,7 +213,7 @@ std::expected<void, Error> SendMessage(int sock, const AuthPass& m) {
 bool Decode(const Message& msg, AuthPass* m) {
   Reader r(msg.body);
   return msg.type == Type::kAuthPass && r.Str(&m->user, kMaxField) &&
-         r.Str(&m->password, kMaxField) && r.Done();
+         r.Str(&m->password, kMaxField) && r.Str(&m->mechanism, 16) && r.Done();
 }
 
 std::string Encode(const AuthApop& m) {
@@ -234,8 +252,8 @@ std::string Encode(const Handoff& m) {
 
 bool Decode(const Message& msg, Handoff* m) {
   Reader r(msg.body);
-  return msg.type == Type::kHandoff &&
-         r.Str(&m->pipelined, kMaxMessage) && r.Done();
+  return msg.type == Type::kHandoff && r.Str(&m->pipelined, kMaxMessage) &&
+         r.Done();
 }
 
 std::string Encode(const Refusal& m) {
@@ -248,6 +266,19 @@ bool Decode(const Message& msg, Refusal* m) {
   Reader r(msg.body);
   return msg.type == Type::kRefusal && r.Str(&m->user, kMaxField) &&
          r.Str(&m->mechanism, kMaxField) && r.Done();
+}
+
+std::string Encode(const TlsResult& m) {
+  Writer w;
+  w.U32(m.ok).Str(m.protocol).Str(m.cipher).Str(m.error);
+  return w.bytes();
+}
+
+bool Decode(const Message& msg, TlsResult* m) {
+  Reader r(msg.body);
+  return msg.type == Type::kTlsResult && r.U32(&m->ok) && m->ok <= 1 &&
+         r.Str(&m->protocol, 64) && r.Str(&m->cipher, 128) &&
+         r.Str(&m->error, kMaxField) && r.Done();
 }
 
 std::string Encode(const WorkerInit& m) {
@@ -287,6 +318,34 @@ bool Decode(const Message& msg, SessionEnd* m) {
   m->reason = static_cast<EndReason>(reason);
   return r.U32(&m->retrieved) && r.U64(&m->octets) && r.U32(&m->deleted) &&
          r.U32(&m->messages) && r.Done();
+}
+
+std::string Encode(const SpoolRequest& m) {
+  Writer w;
+  w.U32(static_cast<std::uint32_t>(m.op));
+  return w.bytes();
+}
+
+bool Decode(const Message& msg, SpoolRequest* m) {
+  Reader r(msg.body);
+  std::uint32_t op;
+  if (msg.type != Type::kSpoolRequest || !r.U32(&op) ||
+      op > static_cast<std::uint32_t>(SpoolOp::kDiscardTemp))
+    return false;
+  m->op = static_cast<SpoolOp>(op);
+  return r.Done();
+}
+
+std::string Encode(const SpoolReply& m) {
+  Writer w;
+  w.U32(m.ok).Str(m.error);
+  return w.bytes();
+}
+
+bool Decode(const Message& msg, SpoolReply* m) {
+  Reader r(msg.body);
+  return msg.type == Type::kSpoolReply && r.U32(&m->ok) && m->ok <= 1 &&
+         r.Str(&m->error, kMaxField) && r.Done();
 }
 
 }  // namespace popguard::ipc

@@ -9,6 +9,8 @@
 // message that does not decode exactly ends the session.
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstdint>
 #include <expected>
 #include <string>
@@ -30,6 +32,9 @@ enum class Type : std::uint16_t {
   kWorkerInit = 6,  // monitor -> worker: whose mailbox, how to serve it
   kSessionEnd = 7,  // worker -> monitor: how the session ended
   kRefusal = 8,     // front -> monitor: a mechanism the Hello ruled out
+  kTlsResult = 9,   // front -> monitor: how a TLS handshake went
+  kSpoolRequest = 10,  // worker -> monitor: a spool operation (mbox)
+  kSpoolReply = 11,    // monitor -> worker: its result, maybe a descriptor
 };
 
 enum class Error {
@@ -46,14 +51,25 @@ struct Message {
   Type type{};
   std::string body;
   int fd = -1;  // a descriptor passed with SCM_RIGHTS, owned by the receiver
+  // The sender as the kernel saw it, when the receiving socket has
+  // SO_PASSCRED (PassCredentials).  SO_PEERCRED would not do: on a
+  // socketpair it names the process that made the pair, the monitor itself.
+  bool has_sender = false;
+  pid_t sender_pid = 0;
+  uid_t sender_uid = 0;
 };
+
+// Makes every later message on `sock` carry its sender's pid and uid.
+bool PassCredentials(int sock);
 
 // Sends one message; if pass_fd >= 0 it travels with it.
 std::expected<void, Error> Send(int sock, Type type, std::string_view body,
                                 int pass_fd = -1);
 
-// Receives one message.  More than one descriptor, or one where none may be,
-// is closed and reported as kMalformed.
+// Receives one message.  More than one descriptor is closed and reported
+// as kMalformed.  A single descriptor is returned in Message::fd whatever
+// the type: a caller that expects none must close it and treat the message
+// as a violation.
 std::expected<Message, Error> Receive(int sock);
 
 // Builds a message body field by field.
@@ -102,16 +118,19 @@ enum class AuthCode : std::uint32_t {
 
 struct Hello {
   std::string session_id;
-  std::string challenge;       // APOP banner part, "<...@host>", or empty
+  std::string challenge;         // APOP banner part, "<...@host>", or empty
   std::uint32_t allow_user = 0;  // 1 if USER/PASS may be offered on this link
   std::uint32_t allow_apop = 0;  // 1 if APOP may be offered on this link
   std::uint32_t login_timeout_s = 0;
   std::uint32_t max_bad_commands = 0;
+  std::uint32_t tls_available = 0;  // 1 if STLS may be offered
+  std::uint32_t implicit_tls = 0;   // 1 if the handshake comes first (POP3S)
 };
 
 struct AuthPass {
   std::string user;
   std::string password;
+  std::string mechanism = "pass";  // "pass" (USER/PASS) or "plain" (SASL)
 };
 
 struct AuthApop {
@@ -126,6 +145,15 @@ struct AuthResult {
 
 struct Handoff {
   std::string pipelined;
+};
+
+// The front finished a TLS handshake (STLS or implicit).  On success the
+// monitor answers with a new Hello: what may be used has changed.
+struct TlsResult {
+  std::uint32_t ok = 0;
+  std::string protocol;  // "TLSv1.3"
+  std::string cipher;
+  std::string error;  // OpenSSL's reason, when !ok
 };
 
 // The front met a client trying a mechanism that the Hello said is not
@@ -149,16 +177,37 @@ struct WorkerInit {
 };
 
 enum class EndReason : std::uint32_t {
-  kQuit = 0,           // QUIT, UPDATE committed
-  kDisconnect = 1,     // the client went away; nothing deleted
-  kTimeout = 2,        // idle too long; nothing deleted
-  kInUse = 3,          // another session holds the mailbox
-  kMailboxError = 4,   // the mailbox could not be opened or committed
-  kBadCommands = 5,    // too many bad commands
-  kCommitFailed = 6,   // QUIT came, but some deletions failed
+  kQuit = 0,          // QUIT, UPDATE committed
+  kDisconnect = 1,    // the client went away; nothing deleted
+  kTimeout = 2,       // idle too long; nothing deleted
+  kInUse = 3,         // another session holds the mailbox
+  kMailboxError = 4,  // the mailbox could not be opened or committed
+  kBadCommands = 5,   // too many bad commands
+  kCommitFailed = 6,  // QUIT came, but some deletions failed
 };
 
 std::string_view EndReasonName(EndReason r);
+
+// What a worker serving an mbox in a shared spool (/var/mail, root:mail
+// 2775) cannot do as the user, and asks the monitor to do.  The monitor
+// works only on the mailbox it chose at login; the request names no path.
+enum class SpoolOp : std::uint32_t {
+  kLock = 0,         // take the dotlock (mailbox.lock)
+  kUnlock = 1,       // release it
+  kCreateTemp = 2,   // a new file beside the mailbox, user:mail 0660; the
+                     // reply carries its descriptor
+  kCommitTemp = 3,   // rename that file over the mailbox
+  kDiscardTemp = 4,  // remove that file
+};
+
+struct SpoolRequest {
+  SpoolOp op = SpoolOp::kLock;
+};
+
+struct SpoolReply {
+  std::uint32_t ok = 0;
+  std::string error;  // when !ok: for the worker's -ERR text
+};
 
 struct SessionEnd {
   EndReason reason = EndReason::kDisconnect;
@@ -174,8 +223,11 @@ std::string Encode(const AuthApop& m);
 std::string Encode(const AuthResult& m);
 std::string Encode(const Handoff& m);
 std::string Encode(const Refusal& m);
+std::string Encode(const TlsResult& m);
 std::string Encode(const WorkerInit& m);
 std::string Encode(const SessionEnd& m);
+std::string Encode(const SpoolRequest& m);
+std::string Encode(const SpoolReply& m);
 
 // Each returns false unless msg has the right type and decodes exactly.
 bool Decode(const Message& msg, Hello* m);
@@ -184,8 +236,11 @@ bool Decode(const Message& msg, AuthApop* m);
 bool Decode(const Message& msg, AuthResult* m);
 bool Decode(const Message& msg, Handoff* m);
 bool Decode(const Message& msg, Refusal* m);
+bool Decode(const Message& msg, TlsResult* m);
 bool Decode(const Message& msg, WorkerInit* m);
 bool Decode(const Message& msg, SessionEnd* m);
+bool Decode(const Message& msg, SpoolRequest* m);
+bool Decode(const Message& msg, SpoolReply* m);
 
 constexpr Type TypeOf(const Hello&) { return Type::kHello; }
 constexpr Type TypeOf(const AuthPass&) { return Type::kAuthPass; }
@@ -193,8 +248,11 @@ constexpr Type TypeOf(const AuthApop&) { return Type::kAuthApop; }
 constexpr Type TypeOf(const AuthResult&) { return Type::kAuthResult; }
 constexpr Type TypeOf(const Handoff&) { return Type::kHandoff; }
 constexpr Type TypeOf(const Refusal&) { return Type::kRefusal; }
+constexpr Type TypeOf(const TlsResult&) { return Type::kTlsResult; }
 constexpr Type TypeOf(const WorkerInit&) { return Type::kWorkerInit; }
 constexpr Type TypeOf(const SessionEnd&) { return Type::kSessionEnd; }
+constexpr Type TypeOf(const SpoolRequest&) { return Type::kSpoolRequest; }
+constexpr Type TypeOf(const SpoolReply&) { return Type::kSpoolReply; }
 
 // Sends m as one message of its type.  A body that held a secret is wiped
 // once sent.

@@ -23,8 +23,10 @@ void Log(LogLevel level, fmt::format_string<Args...> f, Args&&... args) {
   LogLine(level, fmt::format(f, std::forward<Args>(args)...));
 }
 
-// Makes a client-supplied string safe to log: printable ASCII except '"'
-// and '\\' kept, others as \xHH, cut to `max` bytes with "..." appended.
+// Makes a client-supplied string safe to log, also inside key="value":
+// printable ASCII except '"' and '\\' kept, every other byte as \xHH.  The
+// escaped text is cut to at most `max` bytes, never inside an escape, and
+// "..." is appended when anything was cut.
 std::string Sanitize(std::string_view s, std::size_t max = 64);
 
 // Maps a facility name ("mail", "daemon", "local0".."local7", "auth",
