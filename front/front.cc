@@ -15,6 +15,7 @@
 #include "front/tls.h"
 #include "policy/confine.h"
 #include "policy/front_policy.h"
+#include "policy/landlock.h"
 
 namespace popguard::front {
 namespace {
@@ -30,10 +31,16 @@ void Confine(const FrontParams& p) {
   auto ok = [](const auto& r) {
     if (!r) _exit(kExitConfine);
   };
-  if (chroot(p.empty_dir.c_str()) != 0 || chdir("/") != 0)
-    _exit(kExitConfine);
+  if (chroot(p.empty_dir.c_str()) != 0 || chdir("/") != 0) _exit(kExitConfine);
   ok(policy::SwitchUser(p.uid, p.gid, {}));
   ok(policy::HardenProcess());
+  // No rule at all: the front may open no file, even inside its empty
+  // root, and (on kernels with Landlock ABI 4 and later) bind or connect
+  // no TCP socket.
+  auto landlock = policy::RestrictToPaths({});
+  ok(landlock);
+  if (*landlock == policy::LandlockResult::kUnsupported && p.require_landlock)
+    _exit(kExitConfine);
   ok(policy::LimitResource(RLIMIT_NOFILE, policy::kFrontMaxFiles));
   ok(policy::LimitResource(RLIMIT_FSIZE, 0));
   ok(policy::LimitResource(RLIMIT_NPROC, 0));
@@ -168,14 +175,16 @@ Authorization::Next Authorization::Handle(pop3::Command& cmd) {
     case Verb::kAuth: return HandleAuth(cmd);
     case Verb::kStls: return HandleStls();
     case Verb::kCapa: return HandleCapa();
-    case Verb::kQuit:
-      Reply("+OK popguard signing off");
-      return Exit(kExitQuit);
-    case Verb::kStat: case Verb::kList: case Verb::kRetr: case Verb::kDele:
-    case Verb::kNoop: case Verb::kRset: case Verb::kTop: case Verb::kUidl:
-      return BadCommand("-ERR not valid before login");
-    case Verb::kUnknown:
-      break;
+    case Verb::kQuit: Reply("+OK popguard signing off"); return Exit(kExitQuit);
+    case Verb::kStat:
+    case Verb::kList:
+    case Verb::kRetr:
+    case Verb::kDele:
+    case Verb::kNoop:
+    case Verb::kRset:
+    case Verb::kTop:
+    case Verb::kUidl: return BadCommand("-ERR not valid before login");
+    case Verb::kUnknown: break;
   }
   return BadCommand("-ERR unknown command");
 }
@@ -323,8 +332,7 @@ Authorization::Next Authorization::HandlePlainResponse(std::string& response) {
 Authorization::Next Authorization::SendPassword(std::string user,
                                                 std::string& password,
                                                 std::string_view mechanism) {
-  ipc::AuthPass m{std::move(user), std::move(password),
-                  std::string(mechanism)};
+  ipc::AuthPass m{std::move(user), std::move(password), std::string(mechanism)};
   Wipe(password);
   auto sent = ipc::SendMessage(monitor_, m);
   Wipe(m.password);

@@ -4,8 +4,8 @@
 #include <poll.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <fmt/format.h>
+#include <cerrno>
 
 namespace popguard::front {
 namespace {
@@ -22,8 +22,8 @@ std::string OpenSslError() {
 std::expected<int, std::string> ProtocolVersion(std::string_view name) {
   if (name == "TLSv1.2") return TLS1_2_VERSION;
   if (name == "TLSv1.3") return TLS1_3_VERSION;
-  return std::unexpected(fmt::format(
-      "unknown minimum protocol '{}' (TLSv1.2 or TLSv1.3)", name));
+  return std::unexpected(
+      fmt::format("unknown minimum protocol '{}' (TLSv1.2 or TLSv1.3)", name));
 }
 
 int Milliseconds(ClientStream::Clock::time_point deadline) {
@@ -34,8 +34,7 @@ int Milliseconds(ClientStream::Clock::time_point deadline) {
 
 }  // namespace
 
-std::expected<SslCtxPtr, std::string> MakeServerContext(
-    const TlsSettings& s) {
+std::expected<SslCtxPtr, std::string> MakeServerContext(const TlsSettings& s) {
   SslCtxPtr ctx(SSL_CTX_new(TLS_server_method()), SslCtxFree());
   if (!ctx) return std::unexpected("SSL_CTX_new: " + OpenSslError());
   auto floor = ProtocolVersion(s.min_protocol);
@@ -47,8 +46,7 @@ std::expected<SslCtxPtr, std::string> MakeServerContext(
   // need a key shared across processes that we would have to rotate; a
   // POP3 client rarely resumes, so a full handshake it is.
   SSL_CTX_set_options(ctx.get(), SSL_OP_NO_RENEGOTIATION |
-                                     SSL_OP_NO_COMPRESSION |
-                                     SSL_OP_NO_TICKET |
+                                     SSL_OP_NO_COMPRESSION | SSL_OP_NO_TICKET |
                                      SSL_OP_CIPHER_SERVER_PREFERENCE);
   SSL_CTX_set_session_cache_mode(ctx.get(), SSL_SESS_CACHE_OFF);
   SSL_CTX_set_mode(ctx.get(), SSL_MODE_AUTO_RETRY);
@@ -59,8 +57,7 @@ std::expected<SslCtxPtr, std::string> MakeServerContext(
   if (!s.ciphersuites.empty() &&
       SSL_CTX_set_ciphersuites(ctx.get(), s.ciphersuites.c_str()) != 1)
     return std::unexpected("tls.ciphersuites: " + OpenSslError());
-  if (SSL_CTX_use_certificate_chain_file(ctx.get(), s.certificate.c_str()) !=
-      1)
+  if (SSL_CTX_use_certificate_chain_file(ctx.get(), s.certificate.c_str()) != 1)
     return std::unexpected(
         fmt::format("{}: {}", s.certificate, OpenSslError()));
   if (SSL_CTX_use_PrivateKey_file(ctx.get(), s.private_key.c_str(),
@@ -68,8 +65,8 @@ std::expected<SslCtxPtr, std::string> MakeServerContext(
     return std::unexpected(
         fmt::format("{}: {}", s.private_key, OpenSslError()));
   if (SSL_CTX_check_private_key(ctx.get()) != 1)
-    return std::unexpected(fmt::format("{} does not match {}", s.private_key,
-                                       s.certificate));
+    return std::unexpected(
+        fmt::format("{} does not match {}", s.private_key, s.certificate));
   return ctx;
 }
 
@@ -158,8 +155,8 @@ void ClientStream::Relay(int peer) {
     if (r < 0 && errno == EINTR) continue;
     if (r < 0) return;
     if (pending || (fds[0].revents & (POLLIN | POLLHUP | POLLERR))) {
-      long n = ssl_ ? SSL_read(ssl_, buf, sizeof buf)
-                    : read(fd_, buf, sizeof buf);
+      long n =
+          ssl_ ? SSL_read(ssl_, buf, sizeof buf) : read(fd_, buf, sizeof buf);
       if (n <= 0) return;
       for (long off = 0; off < n;) {
         ssize_t w = write(peer, buf + off, static_cast<std::size_t>(n - off));

@@ -39,16 +39,17 @@ void AuditConnect(const SessionFacts& s) {
 void AuditAuth(const SessionFacts& s, std::string_view user,
                std::string_view mech, std::string_view result,
                std::string_view reason) {
-  std::string fields = fmt::format("user={} mech={} {} result={}",
-                                   Quoted(user), mech, Where(s), result);
+  std::string fields = fmt::format("user={} mech={} {} result={}", Quoted(user),
+                                   mech, Where(s), result);
   if (!reason.empty()) fields += fmt::format(" reason=\"{}\"", reason);
   Record(s, "auth", fields);
 }
 
 void AuditLogin(const SessionFacts& s, std::string_view user, unsigned uid,
                 std::string_view mech) {
-  Record(s, "login", fmt::format("user={} uid={} mech={} {}", Quoted(user),
-                                 uid, mech, Where(s)));
+  Record(s, "login",
+         fmt::format("user={} uid={} mech={} {}", Quoted(user), uid, mech,
+                     Where(s)));
 }
 
 void AuditEnd(const SessionFacts& s, std::string_view user,
@@ -74,8 +75,9 @@ void AuditTls(const SessionFacts& s, std::string_view error) {
   if (error.empty())
     Record(s, "tls", fmt::format("{} result=ok", Where(s)));
   else
-    Record(s, "tls", fmt::format("{} result=fail error=\"{}\"", Where(s),
-                                 Sanitize(error, 200)));
+    Record(s, "tls",
+           fmt::format("{} result=fail error=\"{}\"", Where(s),
+                       Sanitize(error, 200)));
 }
 
 void AuditViolation(const SessionFacts& s, std::string_view process,

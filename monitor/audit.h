@@ -24,7 +24,8 @@ struct SessionFacts {
   bool tls = false;           // a TLS handshake has completed
   std::string tls_protocol;
   std::string tls_cipher;
-  std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
+  std::chrono::steady_clock::time_point start =
+      std::chrono::steady_clock::now();
 };
 
 void AuditConnect(const SessionFacts& s);

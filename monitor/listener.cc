@@ -140,8 +140,10 @@ void Listener::Accept(const Socket& lsock) {
     facts.implicit_tls = lsock.implicit_tls;
     _exit(RunMonitor(rt_, fd, std::move(facts)));
   }
-  if (pid > 0) children_++;
-  else Log(LogLevel::kError, "fork: {}", std::strerror(errno));
+  if (pid > 0)
+    children_++;
+  else
+    Log(LogLevel::kError, "fork: {}", std::strerror(errno));
   close(fd);
 }
 

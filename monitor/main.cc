@@ -108,7 +108,8 @@ int main(int argc, char** argv) {
   auto rt = monitor::PrepareRuntime(*config);
   if (!rt) {
     Log(LogLevel::kError, "{}", rt.error());
-    if (!opt.foreground) std::fprintf(stderr, "popguard: %s\n", rt.error().c_str());
+    if (!opt.foreground)
+      std::fprintf(stderr, "popguard: %s\n", rt.error().c_str());
     return 1;
   }
   for (const std::string& w : config->warnings)

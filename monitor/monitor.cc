@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <optional>
 #include <thread>
 
 #include "common/ipc.h"
@@ -21,6 +22,7 @@
 #include "monitor/pam_auth.h"
 #include "monitor/popauth_db.h"
 #include "monitor/spawn.h"
+#include "monitor/spool.h"
 #include "policy/auth_policy.h"
 
 namespace popguard::monitor {
@@ -104,10 +106,13 @@ class Monitor {
   bool Fail(std::string_view user, std::string_view mech,
             std::string_view reason, Clock::time_point began);
   bool Succeed(const Identity& who, std::string_view mech);
+  bool HasApopSecret(const std::string& user);
   bool EligibleUser(const std::string& name, Identity* who,
                     std::string* reason);
   int ReapFront();
   void RunWorker();
+  std::string ServeWorker(int sock, pid_t pid, const ipc::WorkerInit& init,
+                          ipc::SessionEnd* counts);
   void EndSession(std::string_view how, const ipc::SessionEnd& counts);
 
   const Runtime& rt_;
@@ -161,7 +166,7 @@ bool Monitor::StartFrontProcess() {
                           cfg_.empty_dir, rt_.tls.get());
   close(sv[1]);
   front_sock_ = sv[0];
-  if (front_pid_ < 0) return false;
+  if (front_pid_ < 0 || !ipc::PassCredentials(front_sock_)) return false;
 
   // The challenge goes into the greeting.  A POP3S client is greeted only
   // after its handshake, under the policy for TLS, so it gets one too if
@@ -192,13 +197,14 @@ ipc::Hello Monitor::MakeHello() {
 // done without one (false).
 bool Monitor::ServeFront() {
   int wait_ms = static_cast<int>(cfg_.login_timeout_s) * 1000 + kFrontGraceMs;
-  Clock::time_point deadline = Clock::now() + std::chrono::milliseconds(wait_ms);
+  Clock::time_point deadline =
+      Clock::now() + std::chrono::milliseconds(wait_ms);
   for (;;) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
         deadline - Clock::now());
     pollfd pfd{front_sock_, POLLIN, 0};
-    int r = left.count() > 0 ? poll(&pfd, 1, static_cast<int>(left.count()))
-                             : 0;
+    int r =
+        left.count() > 0 ? poll(&pfd, 1, static_cast<int>(left.count())) : 0;
     if (r < 0 && errno == EINTR) continue;
     if (r <= 0) {
       AuditViolation(facts_, "front", "outlived the login timeout");
@@ -212,6 +218,17 @@ bool Monitor::ServeFront() {
         AuditViolation(facts_, "front", ipc::ErrorName(msg.error()));
         kill(front_pid_, SIGKILL);
       }
+      return false;
+    }
+    // The kernel says who sent it: the front we forked, confined as the
+    // login user, and nothing that inherited or stole the other end.
+    if (!msg->has_sender || msg->sender_pid != front_pid_ ||
+        msg->sender_uid != rt_.front_uid) {
+      if (msg->fd >= 0) close(msg->fd);
+      Wipe(msg->body);
+      AuditViolation(facts_, "front", "message from an unexpected sender");
+      kill(front_pid_, SIGKILL);
+      EndSession("front-violation", {});
       return false;
     }
     bool handed_off = state_ == State::kAwaitHandoff;
@@ -228,7 +245,8 @@ bool Monitor::Permitted(ipc::Type type) {
   for (const RequestRule& rule : kFrontRequests) {
     if (rule.type != type) continue;
     unsigned& n = counts_[static_cast<unsigned>(type) % 16];
-    return rule.state == state_ && (rule.max_count == 0 || ++n <= rule.max_count);
+    return rule.state == state_ &&
+           (rule.max_count == 0 || ++n <= rule.max_count);
   }
   return false;
 }
@@ -269,9 +287,15 @@ bool Monitor::Dispatch(ipc::Message& msg) {
 
 bool Monitor::Verdict(ipc::AuthCode code, std::string text, int pass_fd) {
   ipc::AuthResult r{code, std::move(text)};
-  return ipc::Send(front_sock_, ipc::Type::kAuthResult, ipc::Encode(r),
-                   pass_fd)
+  return ipc::Send(front_sock_, ipc::Type::kAuthResult, ipc::Encode(r), pass_fd)
       .has_value();
+}
+
+bool Monitor::HasApopSecret(const std::string& user) {
+  auto secret = LookupSecret(cfg_.popauth_file, cfg_.popauth_key, user);
+  if (!secret || !secret->has_value()) return false;
+  Wipe(**secret);
+  return true;
 }
 
 // Root, system accounts and names that do not resolve are refused before
@@ -345,6 +369,15 @@ bool Monitor::AnswerPass(ipc::Message& msg) {
     return Verdict(ipc::AuthCode::kRefused, v.reason);
   }
 
+  // Qpopper's rule: an account with an APOP secret must use APOP, so its
+  // system password never crosses the network.  Refused before PAM runs.
+  if (cfg_.apop_users_must_use_apop && HasApopSecret(req.user)) {
+    Wipe(req.password);
+    constexpr const char* kUseApop = "this account must log in with APOP";
+    AuditAuth(facts_, req.user, mech, "refused", kUseApop);
+    return Verdict(ipc::AuthCode::kRefused, kUseApop);
+  }
+
   Identity who;
   std::string reason;
   if (!EligibleUser(req.user, &who, &reason)) {
@@ -388,7 +421,8 @@ bool Monitor::AnswerApop(const ipc::Message& msg) {
     return Verdict(ipc::AuthCode::kTempFail,
                    "authentication is unavailable, try again later");
   }
-  if (!secret->has_value()) return Fail(req.user, "apop", "no pop.auth entry", began);
+  if (!secret->has_value())
+    return Fail(req.user, "apop", "no pop.auth entry", began);
   bool match = CheckApopDigest(challenge_, **secret, req.digest);
   Wipe(**secret);
   if (!match) return Fail(req.user, "apop", "wrong digest", began);
@@ -489,15 +523,8 @@ void Monitor::RunWorker() {
   init.max_bad_commands = cfg_.max_bad_commands;
 
   std::string how = "worker-error";
-  if (pid > 0 && ipc::SendMessage(sv[0], init)) {
-    auto msg = ipc::Receive(sv[0]);
-    if (msg && msg->fd < 0 && ipc::Decode(*msg, &counts)) {
-      how = std::string(ipc::EndReasonName(counts.reason));
-    } else if (msg) {
-      if (msg->fd >= 0) close(msg->fd);
-      AuditViolation(facts_, "worker", "malformed session end");
-    }
-  }
+  if (pid > 0 && ipc::PassCredentials(sv[0]) && ipc::SendMessage(sv[0], init))
+    how = ServeWorker(sv[0], pid, init, &counts);
   close(sv[0]);
   int status = 0;
   while (pid > 0 && waitpid(pid, &status, 0) < 0 && errno == EINTR) {
@@ -509,12 +536,49 @@ void Monitor::RunWorker() {
   EndSession(how, counts);
 }
 
-void Monitor::EndSession(std::string_view how,
-                         const ipc::SessionEnd& counts) {
+// The worker's request table: spool operations, only for an mbox, any
+// number of times; then exactly one SessionEnd.  Anything else, or a
+// message from any process but the worker, ends the session.
+std::string Monitor::ServeWorker(int sock, pid_t pid,
+                                 const ipc::WorkerInit& init,
+                                 ipc::SessionEnd* counts) {
+  std::optional<SpoolService> spool;
+  if (init.format == ipc::MailboxFormat::kMbox)
+    spool.emplace(init.mailbox, user_);
+  for (;;) {
+    auto msg = ipc::Receive(sock);
+    if (!msg) return "worker-error";
+    bool from_worker = msg->has_sender && msg->sender_pid == pid &&
+                       msg->sender_uid == user_.uid;
+    if (msg->fd >= 0) close(msg->fd);
+    if (!from_worker) {
+      AuditViolation(facts_, "worker", "message from an unexpected sender");
+      return "worker-violation";
+    }
+    ipc::SpoolRequest req;
+    if (spool && ipc::Decode(*msg, &req)) {
+      int fd = -1;
+      ipc::SpoolReply reply = spool->Handle(req.op, &fd);
+      auto sent =
+          ipc::Send(sock, ipc::Type::kSpoolReply, ipc::Encode(reply), fd);
+      if (fd >= 0) close(fd);
+      if (!sent) return "worker-error";
+      continue;
+    }
+    if (ipc::Decode(*msg, counts))
+      return std::string(ipc::EndReasonName(counts->reason));
+    AuditViolation(facts_, "worker",
+                   fmt::format("request {} out of order",
+                               static_cast<unsigned>(msg->type)));
+    kill(pid, SIGKILL);
+    return "worker-violation";
+  }
+}
+
+void Monitor::EndSession(std::string_view how, const ipc::SessionEnd& counts) {
   if (ended_) return;
   ended_ = true;
-  AuditEnd(facts_, user_.name.empty() ? tried_user_ : user_.name, how,
-           counts);
+  AuditEnd(facts_, user_.name.empty() ? tried_user_ : user_.name, how, counts);
 }
 
 }  // namespace
@@ -581,8 +645,8 @@ std::expected<Runtime, std::string> PrepareRuntime(const Config& config) {
     if (i == config.empty_dir.size() || config.empty_dir[i] == '/') {
       path = config.empty_dir.substr(0, i);
       if (mkdir(path.c_str(), 0755) != 0 && errno != EEXIST)
-        return std::unexpected(fmt::format("cannot create {}: {}", path,
-                                           std::strerror(errno)));
+        return std::unexpected(
+            fmt::format("cannot create {}: {}", path, std::strerror(errno)));
     }
   }
   struct stat st;

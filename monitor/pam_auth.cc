@@ -13,8 +13,7 @@ namespace {
 // Answers hidden prompts with the password; shows nothing to anyone; a
 // visible prompt (a module asking for a name or an OTP) is refused, since a
 // POP3 client cannot answer it.
-int Converse(int n, const pam_message** msgs, pam_response** out,
-             void* data) {
+int Converse(int n, const pam_message** msgs, pam_response** out, void* data) {
   if (n <= 0 || n > PAM_MAX_NUM_MSG) return PAM_CONV_ERR;
   auto* replies =
       static_cast<pam_response*>(std::calloc(n, sizeof(pam_response)));
@@ -27,10 +26,8 @@ int Converse(int n, const pam_message** msgs, pam_response** out,
         if (!replies[i].resp) goto fail;
         break;
       case PAM_TEXT_INFO:
-      case PAM_ERROR_MSG:
-        break;
-      default:
-        goto fail;
+      case PAM_ERROR_MSG: break;
+      default: goto fail;
     }
   }
   *out = replies;
@@ -53,16 +50,13 @@ void NoDelay(int, unsigned, void*) {}
 
 PamResult Classify(int rc) {
   switch (rc) {
-    case PAM_SUCCESS:
-      return PamResult::kOk;
+    case PAM_SUCCESS: return PamResult::kOk;
     case PAM_AUTHINFO_UNAVAIL:
     case PAM_SYSTEM_ERR:
     case PAM_BUF_ERR:
     case PAM_ABORT:
-    case PAM_SERVICE_ERR:
-      return PamResult::kTempFail;
-    default:
-      return PamResult::kFailed;
+    case PAM_SERVICE_ERR: return PamResult::kTempFail;
+    default: return PamResult::kFailed;
   }
 }
 

@@ -30,9 +30,11 @@ bool InNetwork(const unsigned char addr[16], const std::string& net) {
   if (!ToBytes(net.substr(0, slash), base, &v4)) return false;
   unsigned bits = 128;
   if (slash != std::string::npos) {
+    const char* digits = net.c_str() + slash + 1;
     char* end = nullptr;
-    unsigned long n = std::strtoul(net.c_str() + slash + 1, &end, 10);
-    if (*end != '\0' || n > (v4 ? 32u : 128u)) return false;
+    unsigned long n = std::strtoul(digits, &end, 10);
+    if (*digits < '0' || *digits > '9' || *end != '\0' || n > (v4 ? 32u : 128u))
+      return false;
     bits = static_cast<unsigned>(n) + (v4 ? 96 : 0);
   }
   for (unsigned i = 0; i < 16 && bits > 0; i++) {
@@ -58,14 +60,12 @@ bool AddressInNetworks(const std::string& addr,
 
 Verdict PasswordAllowed(const Config& config, const Link& link) {
   switch (config.cleartext) {
-    case CleartextPolicy::kAlways:
-      return {true, ""};
+    case CleartextPolicy::kAlways: return {true, ""};
     case CleartextPolicy::kNever:
       return {false, "passwords are not accepted here; use APOP"};
     case CleartextPolicy::kTlsOnly:
       if (link.tls) return {true, ""};
-      return {false,
-              "passwords are accepted only over TLS; use STLS or POP3S"};
+      return {false, "passwords are accepted only over TLS; use STLS or POP3S"};
     case CleartextPolicy::kTlsOrNetworks:
       if (link.tls ||
           AddressInNetworks(link.client_addr, config.trusted_networks))
@@ -79,10 +79,8 @@ Verdict PasswordAllowed(const Config& config, const Link& link) {
 
 Verdict ApopAllowed(const Config& config, const Link& link) {
   switch (config.apop) {
-    case ApopPolicy::kAllow:
-      return {true, ""};
-    case ApopPolicy::kNever:
-      return {false, "APOP is not accepted here"};
+    case ApopPolicy::kAllow: return {true, ""};
+    case ApopPolicy::kNever: return {false, "APOP is not accepted here"};
     case ApopPolicy::kTlsOnly:
       if (link.tls) return {true, ""};
       return {false, "APOP is accepted only over TLS"};

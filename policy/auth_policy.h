@@ -12,7 +12,7 @@ namespace popguard::policy {
 
 // What the monitor knows about the link a client is on.
 struct Link {
-  bool tls = false;  // TLS is established between the client and us
+  bool tls = false;         // TLS is established between the client and us
   std::string client_addr;  // numeric, as the monitor logs it
 };
 

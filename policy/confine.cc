@@ -7,9 +7,9 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <fmt/format.h>
 #include <cerrno>
 #include <cstring>
-#include <fmt/format.h>
 
 namespace popguard::policy {
 
@@ -68,8 +68,8 @@ std::expected<void, std::string> InstallSeccomp(
       int nr = seccomp_syscall_resolve_name(name);
       // An unknown name is a policy typo; fail rather than run with less
       // (or more) than the policy says.
-      if (nr == __NR_SCMP_ERROR || seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr,
-                                                    0) != 0) {
+      if (nr == __NR_SCMP_ERROR ||
+          seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 0) != 0) {
         seccomp_release(ctx);
         return std::unexpected(
             fmt::format("seccomp: cannot allow {} ({})", name, g.name));
