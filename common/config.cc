@@ -219,6 +219,11 @@ constexpr EnumName<MailboxFormatSetting> kFormatNames[] = {
     {MailboxFormatSetting::kMbox, "mbox"},
 };
 
+constexpr EnumName<LandlockSetting> kLandlockNames[] = {
+    {LandlockSetting::kBestEffort, "best-effort"},
+    {LandlockSetting::kRequired, "required"},
+};
+
 template <typename E, std::size_t N>
 std::string_view NameOf(const EnumName<E> (&names)[N], E value) {
   for (const auto& n : names)
@@ -400,6 +405,10 @@ const std::vector<KeySpec>& Schema() {
       {"privsep", "worker_path",
        [](const toml::node& n, Config& c) {
          return ReadAbsolutePath(n, &c.worker_path);
+       }},
+      {"privsep", "landlock",
+       [](const toml::node& n, Config& c) {
+         return ReadEnum(n, kLandlockNames, &c.landlock);
        }},
 
       {"log", "facility", ReadFacility},
@@ -641,6 +650,7 @@ std::string DescribeConfig(const Config& c) {
   line("empty_dir", Quote(c.empty_dir));
   line("worker_path",
        Quote(c.worker_path.empty() ? POPGUARD_WORKER_PATH : c.worker_path));
+  line("landlock", Quote(std::string(NameOf(kLandlockNames, c.landlock))));
 
   out += "\n[log]\n";
   line("facility", Quote(c.syslog_facility));

@@ -30,6 +30,12 @@ enum class ApopPolicy {
 
 enum class MailboxFormatSetting { kMaildir, kMbox };
 
+// What to do on a kernel without Landlock.
+enum class LandlockSetting {
+  kBestEffort,  // warn at start, serve with seccomp and the rest
+  kRequired,    // refuse to start
+};
+
 struct Config {
   std::string path;  // the file this was read from
   // Settings that are legal but weaken the server ("clear text allowed on
@@ -79,7 +85,8 @@ struct Config {
   // [privsep]
   std::string front_user = "popguard";  // the unprivileged login user
   std::string empty_dir = "/var/lib/popguard/empty";  // the front's root
-  std::string worker_path;  // default: the installed popguard-worker
+  std::string worker_path;
+  LandlockSetting landlock = LandlockSetting::kBestEffort;  // default: the installed popguard-worker
 
   // [log]
   std::string syslog_facility = "mail";

@@ -344,6 +344,15 @@ TEST(ConfigTest, ReadsApopUsersMustUseApopAsBoolean) {
             std::string::npos);
 }
 
+TEST(ConfigTest, ReadsLandlockSetting) {
+  EXPECT_EQ(Config().landlock, LandlockSetting::kBestEffort);
+  EXPECT_EQ(ParseOk("privsep.landlock = \"required\"").landlock,
+            LandlockSetting::kRequired);
+  EXPECT_NE(ParseError("privsep.landlock = \"maybe\"")
+                .find("key 'privsep.landlock': expected one of"),
+            std::string::npos);
+}
+
 TEST(ConfigTest, RejectsOldTlsProtocols) {
   for (const char* bad : {"TLSv1", "TLSv1.1", "tlsv1.2", ""}) {
     SCOPED_TRACE(bad);

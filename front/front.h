@@ -21,7 +21,6 @@ struct FrontParams {
   gid_t gid = 0;
   std::string empty_dir;          // becomes the root directory
   SSL_CTX* tls = nullptr;         // the server context, if TLS is configured
-  bool require_landlock = false;  // refuse to serve without Landlock
 };
 
 // How the front ended, as its exit status, for the monitor's record.

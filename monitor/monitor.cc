@@ -24,6 +24,7 @@
 #include "monitor/spawn.h"
 #include "monitor/spool.h"
 #include "policy/auth_policy.h"
+#include "policy/landlock.h"
 
 namespace popguard::monitor {
 namespace {
@@ -655,6 +656,16 @@ std::expected<Runtime, std::string> PrepareRuntime(const Config& config) {
     return std::unexpected(fmt::format(
         "{} must be a directory owned by root, writable by no one else",
         config.empty_dir));
+
+  if (policy::LandlockAbi() == 0) {
+    if (config.landlock == LandlockSetting::kRequired)
+      return std::unexpected(std::string(
+          "privsep.landlock = \"required\", but this kernel has no "
+          "Landlock (enable CONFIG_SECURITY_LANDLOCK and lsm=landlock)"));
+    Log(LogLevel::kWarning,
+        "this kernel has no Landlock: the front and the worker are confined "
+        "by seccomp, their user ids and the front's empty root only");
+  }
 
   if (!config.tls_certificate.empty()) {
     front::TlsSettings tls{config.tls_certificate, config.tls_private_key,
