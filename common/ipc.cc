@@ -184,6 +184,7 @@ std::string Encode(const Hello& m) {
   w.Str(m.session_id).Str(m.challenge).U32(m.allow_user).U32(m.allow_apop);
   w.U32(m.login_timeout_s).U32(m.max_bad_commands);
   w.U32(m.tls_available).U32(m.implicit_tls);
+  w.U32(m.login_delay_s).Str(m.expire);
   return w.bytes();
 }
 
@@ -193,7 +194,8 @@ bool Decode(const Message& msg, Hello* m) {
          r.Str(&m->challenge, kMaxField) && r.U32(&m->allow_user) &&
          r.U32(&m->allow_apop) && r.U32(&m->login_timeout_s) &&
          r.U32(&m->max_bad_commands) && r.U32(&m->tls_available) &&
-         r.U32(&m->implicit_tls) && r.Done();
+         r.U32(&m->implicit_tls) && r.U32(&m->login_delay_s) &&
+         r.Str(&m->expire, 16) && r.Done();
 }
 
 std::string Encode(const AuthPass& m) {
@@ -238,7 +240,7 @@ bool Decode(const Message& msg, AuthResult* m) {
   Reader r(msg.body);
   std::uint32_t code;
   if (msg.type != Type::kAuthResult || !r.U32(&code) ||
-      code > static_cast<std::uint32_t>(AuthCode::kEndSession))
+      code > static_cast<std::uint32_t>(AuthCode::kBanned))
     return false;
   m->code = static_cast<AuthCode>(code);
   return r.Str(&m->text, kMaxField) && r.Done();
@@ -286,6 +288,7 @@ std::string Encode(const WorkerInit& m) {
   w.Str(m.session_id).Str(m.user).Str(m.mailbox);
   w.U32(static_cast<std::uint32_t>(m.format)).Str(m.pipelined);
   w.U32(m.idle_timeout_s).U32(m.max_bad_commands);
+  w.U32(m.login_delay_s).Str(m.expire);
   return w.bytes();
 }
 
@@ -299,7 +302,8 @@ bool Decode(const Message& msg, WorkerInit* m) {
     return false;
   m->format = static_cast<MailboxFormat>(format);
   return r.Str(&m->pipelined, kMaxMessage) && r.U32(&m->idle_timeout_s) &&
-         r.U32(&m->max_bad_commands) && r.Done();
+         r.U32(&m->max_bad_commands) && r.U32(&m->login_delay_s) &&
+         r.Str(&m->expire, 16) && r.Done();
 }
 
 std::string Encode(const SessionEnd& m) {
@@ -346,6 +350,12 @@ bool Decode(const Message& msg, SpoolReply* m) {
   Reader r(msg.body);
   return msg.type == Type::kSpoolReply && r.U32(&m->ok) && m->ok <= 1 &&
          r.Str(&m->error, kMaxField) && r.Done();
+}
+
+bool Decode(const Message& msg, SandboxViolation* m) {
+  Reader r(msg.body);
+  return msg.type == Type::kSandboxViolation && r.U32(&m->syscall) &&
+         r.U32(&m->arch) && r.Done();
 }
 
 }  // namespace popguard::ipc

@@ -35,6 +35,8 @@ enum class Type : std::uint16_t {
   kTlsResult = 9,   // front -> monitor: how a TLS handshake went
   kSpoolRequest = 10,  // worker -> monitor: a spool operation (mbox)
   kSpoolReply = 11,    // monitor -> worker: its result, maybe a descriptor
+  kSandboxViolation = 12,  // front or worker -> monitor: a call the filter
+                           // stopped; the sender is about to die by SIGSYS
 };
 
 enum class Error {
@@ -114,6 +116,10 @@ enum class AuthCode : std::uint32_t {
   kRefused = 2,     // the policy forbids this mechanism on this link
   kTempFail = 3,    // the system could not decide now
   kEndSession = 4,  // too many failures: the front says goodbye and exits
+  kLoginDelay = 5,  // right credentials, but too soon after the last login
+                    // (RFC 2449 [LOGIN-DELAY]); the client may try later
+  kBanned = 6,      // the address is refused for a while ([SYS/TEMP]); the
+                    // front says so and exits
 };
 
 struct Hello {
@@ -125,6 +131,10 @@ struct Hello {
   std::uint32_t max_bad_commands = 0;
   std::uint32_t tls_available = 0;  // 1 if STLS may be offered
   std::uint32_t implicit_tls = 0;   // 1 if the handshake comes first (POP3S)
+  // RFC 2449 CAPA: LOGIN-DELAY seconds (0: not announced) and EXPIRE
+  // ("NEVER" or days; empty: not announced).
+  std::uint32_t login_delay_s = 0;
+  std::string expire;
 };
 
 struct AuthPass {
@@ -174,6 +184,9 @@ struct WorkerInit {
   std::string pipelined;
   std::uint32_t idle_timeout_s = 600;
   std::uint32_t max_bad_commands = 10;
+  // RFC 2449 CAPA of the TRANSACTION state, as in Hello.
+  std::uint32_t login_delay_s = 0;
+  std::string expire;
 };
 
 enum class EndReason : std::uint32_t {
@@ -209,6 +222,12 @@ struct SpoolReply {
   std::string error;  // when !ok: for the worker's -ERR text
 };
 
+// Built by hand in a signal handler (policy/confine.cc), decoded here.
+struct SandboxViolation {
+  std::uint32_t syscall = 0;
+  std::uint32_t arch = 0;  // AUDIT_ARCH_* of the call
+};
+
 struct SessionEnd {
   EndReason reason = EndReason::kDisconnect;
   std::uint32_t retrieved = 0;
@@ -241,6 +260,7 @@ bool Decode(const Message& msg, WorkerInit* m);
 bool Decode(const Message& msg, SessionEnd* m);
 bool Decode(const Message& msg, SpoolRequest* m);
 bool Decode(const Message& msg, SpoolReply* m);
+bool Decode(const Message& msg, SandboxViolation* m);
 
 constexpr Type TypeOf(const Hello&) { return Type::kHello; }
 constexpr Type TypeOf(const AuthPass&) { return Type::kAuthPass; }

@@ -13,6 +13,9 @@
 #include "common/secure.h"
 #include "front/sasl.h"
 #include "front/tls.h"
+#ifdef POPGUARD_TEST_HOOKS
+#include "front/test_hooks.h"
+#endif
 #include "policy/confine.h"
 #include "policy/front_policy.h"
 #include "policy/landlock.h"
@@ -42,7 +45,7 @@ void Confine(const FrontParams& p) {
   ok(policy::LimitResource(RLIMIT_NOFILE, policy::kFrontMaxFiles));
   ok(policy::LimitResource(RLIMIT_FSIZE, 0));
   ok(policy::LimitResource(RLIMIT_NPROC, 0));
-  ok(policy::InstallSeccomp(policy::FrontSyscallGroups()));
+  ok(policy::InstallSeccomp(policy::FrontSyscallGroups(), p.monitor_fd));
 }
 
 // The AUTHORIZATION state of one connection.
@@ -166,6 +169,12 @@ int Authorization::Run() {
 
 Authorization::Next Authorization::Handle(pop3::Command& cmd) {
   using pop3::Verb;
+#ifdef POPGUARD_TEST_HOOKS
+  if (cmd.name == "XFORBID" && cmd.args.size() == 1) {
+    Reply("-ERR " + AttemptForbidden(cmd.args[0]));
+    return Next::kRead;
+  }
+#endif
   switch (cmd.verb) {
     case Verb::kUser: return HandleUser(cmd);
     case Verb::kPass: return HandlePass(cmd);
@@ -208,6 +217,10 @@ Authorization::Next Authorization::HandleCapa() {
     Reply("USER");
     Reply("SASL PLAIN");
   }
+  // RFC 2449 6.5 and 6.8: the same for every user, so no "USER" suffix.
+  if (hello_.login_delay_s > 0)
+    Reply("LOGIN-DELAY " + std::to_string(hello_.login_delay_s));
+  if (!hello_.expire.empty()) Reply("EXPIRE " + hello_.expire);
   Reply(".");
   return Next::kRead;
 }
@@ -393,6 +406,12 @@ Authorization::Next Authorization::Answer(const ipc::AuthResult& result,
       return Next::kRead;
     case ipc::AuthCode::kEndSession:
       Reply("-ERR [AUTH] " + result.text);
+      return Exit(kExitFailures);
+    case ipc::AuthCode::kLoginDelay:
+      Reply("-ERR [LOGIN-DELAY] " + result.text);
+      return Next::kRead;
+    case ipc::AuthCode::kBanned:
+      Reply("-ERR [SYS/TEMP] " + result.text);
       return Exit(kExitFailures);
   }
   return Exit(kExitMonitor);

@@ -4,6 +4,8 @@
 #include <grp.h>
 #include <pwd.h>
 #include <signal.h>
+#include <selinux/context.h>
+#include <selinux/selinux.h>
 #include <unistd.h>
 
 #include <climits>
@@ -46,6 +48,23 @@ bool ArrangeFds(std::initializer_list<int> fds) {
   return close_range(static_cast<unsigned>(target), UINT_MAX, 0) == 0;
 }
 
+// The front is forked, not executed, so SELinux cannot move it into its
+// domain on exec: it moves itself, while it still sees /proc and before
+// no_new_privs.  The user, role and level of the context are kept.  With
+// SELinux off, or the module not loaded and not enforcing, it stays where
+// it is.
+bool EnterFrontDomain() {
+  if (is_selinux_enabled() <= 0) return true;
+  char* current = nullptr;
+  if (getcon(&current) != 0) return security_getenforce() != 1;
+  context_t ctx = context_new(current);
+  freecon(current);
+  bool ok = ctx && context_type_set(ctx, "popguard_front_t") == 0 &&
+            setcon(context_str(ctx)) == 0;
+  if (ctx) context_free(ctx);
+  return ok || security_getenforce() != 1;
+}
+
 }  // namespace
 
 bool LookupIdentity(const std::string& name, Identity* out) {
@@ -74,7 +93,7 @@ pid_t StartFront(int client_fd, int sock, uid_t uid, gid_t gid,
   if (pid != 0) return pid;
 
   ResetSignals();
-  if (!ArrangeFds({client_fd, sock})) _exit(kExitSetup);
+  if (!ArrangeFds({client_fd, sock}) || !EnterFrontDomain()) _exit(kExitSetup);
   front::FrontParams p;
   p.client_fd = 3;
   p.monitor_fd = 4;

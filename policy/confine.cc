@@ -5,10 +5,16 @@
 #include <seccomp.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
+
+#include "common/ipc.h"
+#include <csignal>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 
 namespace popguard::policy {
@@ -59,9 +65,41 @@ std::expected<void, std::string> LimitResource(int resource, rlim_t value) {
   return {};
 }
 
+namespace {
+
+int report_fd = -1;
+
+// Async-signal-safe: a fixed message built on the stack, one sendto.
+void OnForbiddenCall(int, siginfo_t* info, void*) {
+  char msg[sizeof(std::uint16_t) + 2 * sizeof(std::uint32_t)];
+  auto type = static_cast<std::uint16_t>(ipc::Type::kSandboxViolation);
+  auto nr = static_cast<std::uint32_t>(info->si_syscall);
+  auto arch = static_cast<std::uint32_t>(info->si_arch);
+  std::memcpy(msg, &type, sizeof type);
+  std::memcpy(msg + sizeof type, &nr, sizeof nr);
+  std::memcpy(msg + sizeof type + sizeof nr, &arch, sizeof arch);
+  send(report_fd, msg, sizeof msg, MSG_NOSIGNAL);
+  // SIGSYS is blocked while this handler runs; the kernel meets a second
+  // forbidden call by restoring the default action and killing us.
+  syscall(info->si_syscall, 0, 0, 0, 0, 0, 0);
+  _exit(127);  // not reached
+}
+
+}  // namespace
+
 std::expected<void, std::string> InstallSeccomp(
-    std::span<const SyscallGroup> groups) {
-  scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_KILL_PROCESS);
+    std::span<const SyscallGroup> groups, int report) {
+  std::uint32_t action = SCMP_ACT_KILL_PROCESS;
+  if (report >= 0) {
+    report_fd = report;
+    struct sigaction sa {};
+    sa.sa_sigaction = OnForbiddenCall;
+    sa.sa_flags = SA_SIGINFO;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGSYS, &sa, nullptr) != 0) return Failed("sigaction");
+    action = SCMP_ACT_TRAP;
+  }
+  scmp_filter_ctx ctx = seccomp_init(action);
   if (!ctx) return std::unexpected(std::string("seccomp_init failed"));
   for (const SyscallGroup& g : groups) {
     for (const char* name : g.syscalls) {

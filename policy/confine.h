@@ -34,7 +34,14 @@ std::expected<void, std::string> LimitResource(int resource, rlim_t value);
 
 // Installs a seccomp filter that allows the listed calls and kills the
 // process (SIGSYS) on any other.
+//
+// With report_fd >= 0 (the SOCK_SEQPACKET channel to the monitor), a
+// forbidden call first raises a SIGSYS that a handler catches: it sends the
+// monitor one ipc::Type::kSandboxViolation message naming the call, then
+// issues the call again with SIGSYS blocked, which the kernel answers by
+// killing the process.  The call itself never runs either way; the report
+// only lets the monitor's record say which call it was.
 std::expected<void, std::string> InstallSeccomp(
-    std::span<const SyscallGroup> groups);
+    std::span<const SyscallGroup> groups, int report_fd = -1);
 
 }  // namespace popguard::policy
