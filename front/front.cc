@@ -14,7 +14,7 @@
 #include "front/sasl.h"
 #include "front/tls.h"
 #ifdef POPGUARD_TEST_HOOKS
-#include "front/test_hooks.h"
+#include "policy/test_hooks.h"
 #endif
 #include "policy/confine.h"
 #include "policy/front_policy.h"
@@ -170,8 +170,9 @@ int Authorization::Run() {
 Authorization::Next Authorization::Handle(pop3::Command& cmd) {
   using pop3::Verb;
 #ifdef POPGUARD_TEST_HOOKS
-  if (cmd.name == "XFORBID" && cmd.args.size() == 1) {
-    Reply("-ERR " + AttemptForbidden(cmd.args[0]));
+  if (cmd.name == "XFORBID" && !cmd.args.empty()) {
+    std::string arg = cmd.args.size() > 1 ? cmd.args[1] : "";
+    Reply("-ERR " + policy::AttemptForbidden(cmd.args[0], arg));
     return Next::kRead;
   }
 #endif

@@ -21,9 +21,9 @@ FORBIDDEN = {
     "connect": "connect",
     "ptrace": "ptrace",
     "fork": "clone",
-    "open-shadow": "openat",
-    "open-popauth": "openat",
-    "write-file": "openat",
+    "read /etc/shadow": "openat",
+    "read /etc/pop.auth": "openat",
+    "write /tmp/popguard-escape": "openat",
 }
 
 

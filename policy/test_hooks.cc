@@ -1,4 +1,4 @@
-#include "front/test_hooks.h"
+#include "policy/test_hooks.h"
 
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -9,7 +9,7 @@
 #include <cerrno>
 #include <cstring>
 
-namespace popguard::front {
+namespace popguard::policy {
 namespace {
 
 std::string Outcome(long rc) {
@@ -20,7 +20,7 @@ std::string Outcome(long rc) {
 
 }  // namespace
 
-std::string AttemptForbidden(std::string_view what) {
+std::string AttemptForbidden(std::string_view what, const std::string& arg) {
   if (what == "execve") {
     char* const argv[] = {const_cast<char*>("/bin/sh"), nullptr};
     return Outcome(execve("/bin/sh", argv, nullptr));
@@ -35,11 +35,10 @@ std::string AttemptForbidden(std::string_view what) {
   }
   if (what == "ptrace") return Outcome(ptrace(PTRACE_TRACEME, 0, nullptr, 0));
   if (what == "fork") return Outcome(fork());
-  if (what == "open-shadow") return Outcome(open("/etc/shadow", O_RDONLY));
-  if (what == "open-popauth") return Outcome(open("/etc/pop.auth", O_RDONLY));
-  if (what == "write-file")
-    return Outcome(open("/tmp/popguard-escape", O_WRONLY | O_CREAT, 0600));
+  if (what == "read") return Outcome(open(arg.c_str(), O_RDONLY));
+  if (what == "write")
+    return Outcome(open(arg.c_str(), O_WRONLY | O_CREAT, 0600));
   return "unknown";
 }
 
-}  // namespace popguard::front
+}  // namespace popguard::policy
