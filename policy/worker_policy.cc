@@ -14,9 +14,12 @@ namespace popguard::policy {
 //   worker is dead and the monitor reports it, which an abort deserves.
 // - socket, connect, execve, fork, clone, ptrace, setuid and friends:
 //   the confinement this filter exists for.
-// - rename, link, write to files: UPDATE only removes messages.  The
-//   filter cannot tell a message file from the client socket for write(),
-//   so RLIMIT_FSIZE=0 (set by the worker) stops file growth instead.
+// - rename, link: a Maildir UPDATE only removes messages, and the rename
+//   that commits an mbox rewrite is the monitor's (the worker cannot
+//   create files in the spool).  The filter cannot tell a message file
+//   from the client socket for write(); a Maildir worker sets
+//   RLIMIT_FSIZE=0 to stop file growth instead.  An mbox worker must
+//   write the rewritten mailbox into the file the monitor gave it.
 std::span<const SyscallGroup> WorkerSyscallGroups() {
   static const SyscallGroup kGroups[] = {
       {"exit",
@@ -33,17 +36,21 @@ std::span<const SyscallGroup> WorkerSyscallGroups() {
        {"openat", "read", "pread64", "lseek", "getdents64", "fstat",
         "newfstatat", "statx", "close"}},
       {"mailbox-lock",
-       "take and hold the one-session lock (F_OFD_SETLK)",
-       {"fcntl"}},
+       "take and hold the one-session lock (F_OFD_SETLK, or flock on an "
+       "mbox, which delivery agents' fcntl locks do not conflict with), "
+       "and the fcntl lock of an mbox while scanning and committing",
+       {"fcntl", "flock"}},
       {"mailbox-update",
-       "remove the messages marked deleted at QUIT",
-       {"unlinkat"}},
+       "remove the Maildir messages marked deleted at QUIT; make the "
+       "rewritten mbox durable before the monitor renames it into place",
+       {"unlinkat", "fsync"}},
       {"client-io",
        "answer the client on fd 3, wait for it with the idle timeout",
        {"write", "writev", "poll", "ppoll"}},
       {"monitor-io",
-       "send the session-end record on the IPC socket",
-       {"sendmsg"}},
+       "ask the monitor for the mbox dotlock and temporary file, receive "
+       "the replies (and that file's descriptor), send the session end",
+       {"sendmsg", "recvmsg"}},
       {"time", "clock reads that miss the vDSO", {"clock_gettime"}},
   };
   return kGroups;

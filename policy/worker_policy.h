@@ -11,8 +11,9 @@ namespace popguard::policy {
 
 // The calls the worker needs to serve TRANSACTION and UPDATE on a mailbox
 // it opens after the filter is installed: reading the mailbox directory
-// and message files, removing messages at QUIT, talking on the descriptors
-// it was started with, and memory for malloc.  No exec, no new sockets, no
+// and message files or the mbox file, locking them, removing messages or
+// writing the rewritten mbox at QUIT, talking on the descriptors it was
+// started with, and memory for malloc.  No exec, no new sockets, no
 // signals to other processes, no ptrace, no changing identity.
 std::span<const SyscallGroup> WorkerSyscallGroups();
 

@@ -5,8 +5,12 @@
 // A Mailbox is a snapshot taken at login: the messages, their sizes and
 // unique ids are fixed for the session (RFC 1939 numbers messages from 1 and
 // never renumbers them).  Deletions are only marks until Commit, which the
-// session calls in the UPDATE state.  A format (Maildir now, mbox later)
-// implements the interface; the session knows nothing of files.
+// session calls in the UPDATE state.  A format (Maildir, mbox) implements
+// the interface; the session knows nothing of files.
+//
+// Sizes may be computed on first use (a Maildir reads a message file to
+// learn its size): a client that only asks for UIDL, as leave-on-server
+// clients do, should not make the worker read every message.
 //
 // Sizes: RFC 1939 section 11 says the size of a message counts every line
 // end as CRLF and does not count the dots added by byte-stuffing ("need not
@@ -43,9 +47,19 @@ class MessageStream {
       std::span<char> buf) = 0;
 };
 
+// Why a Commit left marked messages in place.
+enum class CommitProblem {
+  kNone,
+  kSomeNotRemoved,  // some files could not be removed (Maildir)
+  kChanged,         // another client changed the mailbox; nothing removed
+  kLocked,          // the mailbox stayed locked by another program
+  kIo,              // reading or writing failed; nothing removed
+};
+
 struct CommitResult {
   std::uint32_t removed = 0;  // marked messages no longer in the mailbox
   std::uint32_t failed = 0;   // marked messages still there after Commit
+  CommitProblem problem = CommitProblem::kNone;  // set when failed > 0
 };
 
 class Mailbox {
@@ -54,8 +68,10 @@ class Mailbox {
 
   // Messages are indexed from 0 here; the session adds 1 for POP3.
   virtual std::size_t Count() const = 0;
-  // The octets of message i as RETR delivers it (see above).
-  virtual std::uint64_t Size(std::size_t i) const = 0;
+  // The octets of message i as RETR delivers it (see above), computed on
+  // first use and then remembered.  A message another client removed
+  // since login counts 0 octets; kIo means it could not be read.
+  virtual std::expected<std::uint64_t, MessageError> Size(std::size_t i) = 0;
   // RFC 1939 unique-id: 1 to 70 characters of 0x21..0x7E, stable across
   // sessions, unique within the mailbox.
   virtual std::string_view Uidl(std::size_t i) const = 0;

@@ -105,20 +105,6 @@ class FileStream final : public MessageStream {
 
 }  // namespace
 
-UniqueFd& UniqueFd::operator=(UniqueFd&& o) noexcept {
-  if (this != &o) {
-    if (fd_ >= 0) close(fd_);
-    fd_ = o.Release();
-  }
-  return *this;
-}
-
-UniqueFd::~UniqueFd() {
-  if (fd_ >= 0) close(fd_);
-}
-
-int UniqueFd::Release() { return std::exchange(fd_, -1); }
-
 void Maildir::Preload() { HexMd5("popguard"); }
 
 std::string_view Maildir::UniquePart(std::string_view name) {
@@ -169,32 +155,23 @@ std::expected<std::unique_ptr<Maildir>, Maildir::Error> Maildir::Open(
 std::expected<void, Maildir::Error> Maildir::Scan(Dir dir) {
   int dfd = DirFd(dir);
   bool io_error = false;
-  std::string buf(kReadChunk, '\0');
   bool read_ok = ForEachEntry(dfd, [&](std::string_view name, unsigned type) {
-    if (type != DT_REG && type != DT_UNKNOWN) return true;
-    UniqueFd fd(openat(dfd, std::string(name).c_str(), kMessageFlags));
-    if (!fd.valid()) {
-      // Gone since the listing (another client), or a link: not a message.
-      if (errno == ENOENT || errno == ELOOP) return true;
-      io_error = true;
-      return false;
-    }
-    struct stat st;
-    if (fstat(fd.get(), &st) < 0) {
-      io_error = true;
-      return false;
-    }
-    if (!S_ISREG(st.st_mode)) return true;
-    auto size = MeasureFile(fd.get(), st.st_size, buf);
-    if (!size) {
-      io_error = true;
-      return false;
+    if (type == DT_UNKNOWN) {
+      // File systems that do not fill in d_type: ask, without following.
+      struct stat st;
+      if (fstatat(dfd, std::string(name).c_str(), &st, AT_SYMLINK_NOFOLLOW)) {
+        if (errno == ENOENT) return true;  // gone since the listing
+        io_error = true;
+        return false;
+      }
+      if (!S_ISREG(st.st_mode)) return true;
+    } else if (type != DT_REG) {
+      return true;  // links, FIFOs, directories: not messages
     }
     Entry e;
     e.name = name;
     e.unique_len = static_cast<std::uint32_t>(UniquePart(name).size());
     e.dir = dir;
-    e.size = *size;
     entries_.push_back(std::move(e));
     return true;
   });
@@ -250,16 +227,48 @@ bool Maildir::Relocate(std::size_t i) {
   return false;
 }
 
-std::expected<std::unique_ptr<MessageStream>, MessageError> Maildir::Open(
-    std::size_t i) {
+std::expected<UniqueFd, MessageError> Maildir::OpenFile(std::size_t i) {
   for (int attempt = 0; attempt < 2; attempt++) {
     const Entry& e = entries_[i];
     UniqueFd fd(openat(DirFd(e.dir), e.name.c_str(), kMessageFlags));
-    if (fd.valid()) return std::make_unique<FileStream>(std::move(fd));
+    if (fd.valid()) {
+      // A name that was a regular file at listing time may have been
+      // replaced by something else (a FIFO would hang the read).
+      struct stat st;
+      if (fstat(fd.get(), &st) < 0) return std::unexpected(MessageError::kIo);
+      if (!S_ISREG(st.st_mode)) return std::unexpected(MessageError::kGone);
+      return fd;
+    }
+    if (errno == ELOOP) return std::unexpected(MessageError::kGone);
     if (errno != ENOENT) return std::unexpected(MessageError::kIo);
     if (attempt == 0 && !Relocate(i)) break;
   }
   return std::unexpected(MessageError::kGone);
+}
+
+std::expected<std::unique_ptr<MessageStream>, MessageError> Maildir::Open(
+    std::size_t i) {
+  auto fd = OpenFile(i);
+  if (!fd) return std::unexpected(fd.error());
+  return std::make_unique<FileStream>(std::move(*fd));
+}
+
+std::expected<std::uint64_t, MessageError> Maildir::Size(std::size_t i) {
+  Entry& e = entries_[i];
+  if (e.size != kUnknown) return e.size;
+  auto fd = OpenFile(i);
+  if (!fd) {
+    // Removed by another client since login: it holds no octets now, and
+    // RETR will say it is gone.
+    if (fd.error() == MessageError::kGone) return e.size = 0;
+    return std::unexpected(fd.error());
+  }
+  struct stat st;
+  if (fstat(fd->get(), &st) < 0) return std::unexpected(MessageError::kIo);
+  if (buf_.empty()) buf_.resize(kReadChunk);
+  auto size = MeasureFile(fd->get(), st.st_size, buf_);
+  if (!size) return std::unexpected(MessageError::kIo);
+  return e.size = *size;
 }
 
 CommitResult Maildir::Commit(std::span<const std::size_t> doomed) {
@@ -282,6 +291,7 @@ CommitResult Maildir::Commit(std::span<const std::size_t> doomed) {
     }
     removed ? result.removed++ : result.failed++;
   }
+  if (result.failed > 0) result.problem = CommitProblem::kSomeNotRemoved;
   return result;
 }
 

@@ -12,9 +12,11 @@
 // two files share a unique part (a broken delivery), the second and later
 // ones get the MD5 of their directory and full name, so UIDLs stay unique.
 //
-// Sizes are computed by reading every message once at Open (see mailbox.h
-// for what they count).  Dovecot's ",S=" and ",W=" name fields are not
-// trusted: they are written by whatever delivered the mail.
+// Open only lists new/ and cur/: no message file is opened, so a session
+// that asks for nothing but UIDL reads no message.  A message's size (see
+// mailbox.h for what it counts) is computed by reading its file the first
+// time STAT, LIST or RETR needs it.  Dovecot's ",S=" and ",W=" name fields
+// are not trusted: they are written by whatever delivered the mail.
 //
 // One session per mailbox: Open takes an exclusive lock (an open file
 // description lock, F_OFD_SETLK) on `popguard.lock` in the Maildir, created
@@ -37,24 +39,9 @@
 #include <vector>
 
 #include "worker/mailbox.h"
+#include "worker/unique_fd.h"
 
 namespace popguard::worker {
-
-// A file descriptor closed on destruction.
-class UniqueFd {
- public:
-  UniqueFd() = default;
-  explicit UniqueFd(int fd) : fd_(fd) {}
-  UniqueFd(UniqueFd&& o) noexcept : fd_(o.Release()) {}
-  UniqueFd& operator=(UniqueFd&& o) noexcept;
-  ~UniqueFd();
-  int get() const { return fd_; }
-  bool valid() const { return fd_ >= 0; }
-  int Release();
-
- private:
-  int fd_ = -1;
-};
 
 class Maildir final : public Mailbox {
  public:
@@ -66,12 +53,12 @@ class Maildir final : public Mailbox {
   // The file that holds the one-session lock, inside the Maildir.
   static constexpr const char* kLockName = "popguard.lock";
 
-  // Opens and locks the Maildir at `path` and reads every message's size.
+  // Opens and locks the Maildir at `path` and lists its messages.
   static std::expected<std::unique_ptr<Maildir>, Error> Open(
       const std::string& path);
 
   std::size_t Count() const override { return entries_.size(); }
-  std::uint64_t Size(std::size_t i) const override { return entries_[i].size; }
+  std::expected<std::uint64_t, MessageError> Size(std::size_t i) override;
   std::string_view Uidl(std::size_t i) const override;
   std::expected<std::unique_ptr<MessageStream>, MessageError> Open(
       std::size_t i) override;
@@ -87,11 +74,12 @@ class Maildir final : public Mailbox {
 
  private:
   enum Dir : std::uint8_t { kNew = 0, kCur = 1 };
+  static constexpr std::uint64_t kUnknown = ~std::uint64_t{0};
   struct Entry {
     std::string name;
     std::uint32_t unique_len = 0;
     Dir dir = kNew;
-    std::uint64_t size = 0;
+    std::uint64_t size = kUnknown;
     std::string hashed_uidl;  // empty when the unique part is the UIDL
     std::string_view unique() const {
       return std::string_view(name).substr(0, unique_len);
@@ -103,12 +91,15 @@ class Maildir final : public Mailbox {
   // Sorts the entries and gives each its UIDL; false if a digest failed.
   bool AssignUidls();
   int DirFd(Dir dir) const { return dir == kNew ? new_.get() : cur_.get(); }
+  // Opens message i's file, following a rename by another client.
+  std::expected<UniqueFd, MessageError> OpenFile(std::size_t i);
   // Finds entry i again after another client renamed it (new/ to cur/, or
   // a flag change); false if it is no longer in the Maildir.
   bool Relocate(std::size_t i);
 
   UniqueFd root_, new_, cur_, lock_;
   std::vector<Entry> entries_;
+  std::string buf_;  // read buffer for sizes, allocated on first use
 };
 
 }  // namespace popguard::worker

@@ -29,7 +29,9 @@
 #include "policy/confine.h"
 #include "policy/worker_policy.h"
 #include "worker/maildir.h"
+#include "worker/mbox.h"
 #include "worker/session.h"
+#include "worker/spool_client.h"
 
 namespace popguard::worker {
 namespace {
@@ -42,7 +44,8 @@ constexpr int kExitBadInit = 2;
 constexpr int kExitReportFailed = 3;
 
 // Descriptors the worker ever holds: the five it starts with, the Maildir,
-// new/, cur/, the lock and one message, with room to spare.
+// new/, cur/, the lock and one message, or the mbox file and the temporary
+// file of its rewrite, with room to spare.
 constexpr rlim_t kMaxFiles = 32;
 
 std::optional<ipc::WorkerInit> ReceiveInit() {
@@ -70,15 +73,19 @@ void PrepareClient() {
   if (flags >= 0) fcntl(kClientFd, F_SETFL, flags | O_NONBLOCK);
 }
 
-std::expected<void, std::string> Confine() {
+std::expected<void, std::string> Confine(ipc::MailboxFormat format) {
   // A client that closes during a response must end the session through
   // a failed write, not a signal.
   signal(SIGPIPE, SIG_IGN);
   if (auto r = policy::HardenProcess(); !r) return r;
   if (auto r = policy::LimitResource(RLIMIT_NOFILE, kMaxFiles); !r) return r;
-  // The worker writes to no file; with FSIZE 0 a hijacked worker cannot
-  // fill the user's quota either.
-  if (auto r = policy::LimitResource(RLIMIT_FSIZE, 0); !r) return r;
+  // A Maildir worker writes to no file; with FSIZE 0 a hijacked one cannot
+  // fill the user's quota either.  An mbox worker writes the new mailbox
+  // at QUIT, as large as the old one plus new mail, so it keeps the limit
+  // it was started with.
+  if (format == ipc::MailboxFormat::kMaildir) {
+    if (auto r = policy::LimitResource(RLIMIT_FSIZE, 0); !r) return r;
+  }
   Maildir::Preload();
   return policy::InstallSeccomp(policy::WorkerSyscallGroups());
 }
@@ -93,6 +100,37 @@ int Report(ipc::SessionEnd end) {
   return 0;
 }
 
+constexpr std::string_view kInUse =
+    "-ERR [IN-USE] mailbox is in use by another session\r\n";
+constexpr std::string_view kBusy =
+    "-ERR [IN-USE] mailbox is locked by another program, try again later\r\n";
+constexpr std::string_view kUnavailable =
+    "-ERR [SYS/TEMP] mailbox cannot be opened\r\n";
+
+// Opens the mailbox, or answers the client and returns the end reason.
+std::expected<std::unique_ptr<Mailbox>, ipc::EndReason> OpenMailbox(
+    const ipc::WorkerInit& init, Spool& spool) {
+  auto fail = [](std::string_view answer, ipc::EndReason reason) {
+    Answer(answer);
+    return std::unexpected(reason);
+  };
+  if (init.format == ipc::MailboxFormat::kMbox) {
+    auto mb = Mbox::Open(init.mailbox, spool);
+    if (mb) return std::move(*mb);
+    switch (mb.error()) {
+      case Mbox::Error::kInUse: return fail(kInUse, ipc::EndReason::kInUse);
+      case Mbox::Error::kBusy: return fail(kBusy, ipc::EndReason::kInUse);
+      case Mbox::Error::kIo: break;
+    }
+    return fail(kUnavailable, ipc::EndReason::kMailboxError);
+  }
+  auto md = Maildir::Open(init.mailbox);
+  if (md) return std::move(*md);
+  if (md.error() == Maildir::Error::kInUse)
+    return fail(kInUse, ipc::EndReason::kInUse);
+  return fail(kUnavailable, ipc::EndReason::kMailboxError);
+}
+
 int Run() {
   // 1. Learn whose session this is.
   auto init = ReceiveInit();
@@ -100,30 +138,17 @@ int Run() {
 
   // 2. Confine, before the mailbox or any client byte is touched.
   PrepareClient();
-  if (auto r = Confine(); !r) {
+  if (auto r = Confine(init->format); !r) {
     Answer("-ERR [SYS/TEMP] server error, try again later\r\n");
     return kExitConfineFailed;
   }
 
   // 3. Open the mailbox and answer the login.
-  ipc::SessionEnd failure;
-  if (init->format != ipc::MailboxFormat::kMaildir) {
-    // mbox needs the spool lock from the monitor, which the protocol does
-    // not carry yet; until it does, mbox users are refused, not served
-    // unlocked.
-    Answer("-ERR [SYS/TEMP] mailbox format not supported\r\n");
-    failure.reason = ipc::EndReason::kMailboxError;
-    return Report(failure);
-  }
-  auto mailbox = Maildir::Open(init->mailbox);
+  MonitorSpool spool(kMonitorFd);
+  auto mailbox = OpenMailbox(*init, spool);
   if (!mailbox) {
-    if (mailbox.error() == Maildir::Error::kInUse) {
-      Answer("-ERR [IN-USE] mailbox is in use by another session\r\n");
-      failure.reason = ipc::EndReason::kInUse;
-    } else {
-      Answer("-ERR [SYS/TEMP] mailbox cannot be opened\r\n");
-      failure.reason = ipc::EndReason::kMailboxError;
-    }
+    ipc::SessionEnd failure;
+    failure.reason = mailbox.error();
     return Report(failure);
   }
 
@@ -133,6 +158,11 @@ int Run() {
   int idle_ms = static_cast<int>(std::min<std::uint32_t>(idle_s, 86400)) * 1000;
   FdSink sink(kClientFd, idle_ms);
   Session session(**mailbox, sink, init->max_bad_commands);
+  std::string capa;
+  if (init->login_delay_s > 0)
+    capa += "LOGIN-DELAY " + std::to_string(init->login_delay_s) + "\r\n";
+  if (!init->expire.empty()) capa += "EXPIRE " + init->expire + "\r\n";
+  session.SetPolicyCapabilities(std::move(capa));
   session.Greet();
   Serve(session, kClientFd, init->pipelined, idle_ms);
 

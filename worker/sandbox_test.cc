@@ -17,16 +17,19 @@
 #include "policy/worker_policy.h"
 #include "worker/maildir.h"
 #include "worker/maildir_testing.h"
+#include "worker/mbox.h"
+#include "worker/mbox_testing.h"
 #include "worker/session.h"
+#include "worker/spool_client.h"
 
 namespace popguard::worker {
 namespace {
 
 using testing::TempMaildir;
 
-// Runs fn in a child under the worker's filter; returns the wait status.
-// fn's return value is the child's exit code.
-int RunConfined(const std::function<int()>& fn) {
+// Starts fn in a child under the worker's filter; fn's return value is the
+// child's exit code.
+pid_t StartConfined(const std::function<int()>& fn) {
   pid_t pid = fork();
   if (pid == 0) {
     if (!policy::HardenProcess()) _exit(100);
@@ -34,9 +37,25 @@ int RunConfined(const std::function<int()>& fn) {
     if (!policy::InstallSeccomp(policy::WorkerSyscallGroups())) _exit(101);
     _exit(fn());
   }
+  return pid;
+}
+
+int Wait(pid_t pid) {
   int status = 0;
   waitpid(pid, &status, 0);
   return status;
+}
+
+// Runs fn in a child under the worker's filter; returns the wait status.
+int RunConfined(const std::function<int()>& fn) {
+  return Wait(StartConfined(fn));
+}
+
+std::string ReadToEnd(int fd) {
+  std::string got;
+  char buf[4096];
+  for (ssize_t n; (n = read(fd, buf, sizeof buf)) > 0;) got.append(buf, n);
+  return got;
 }
 
 bool KilledBySigsys(int status) {
@@ -75,6 +94,53 @@ TEST(WorkerSandboxTest, WholeSessionRunsUnderTheFilter) {
   EXPECT_TRUE(got.ends_with("+OK popguard signing off (1 message left)\r\n"))
       << got;
   EXPECT_FALSE(md.Exists("new", "1.a.host"));
+}
+
+// The mbox path: the scan and the commit ask for the spool locks and the
+// temporary file over a SEQPACKET socket, as from the monitor, and the
+// rewrite is written into the descriptor that comes back.
+TEST(WorkerSandboxTest, WholeMboxSessionRunsUnderTheFilter) {
+  testing::TempMbox box;
+  box.Write(
+      "From a Mon Jan  1 00:00:00 2024\nS: 1\n\n>From x\n\n"
+      "From b Mon Jan  1 00:00:00 2024\nS: 2\n\nkept\n\n");
+  int client[2], ipc_fds[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, client), 0);
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, ipc_fds), 0);
+  std::string script =
+      "STAT\r\nLIST\r\nUIDL\r\nRETR 1\r\nTOP 2 0\r\nDELE 1\r\nQUIT\r\n";
+  ASSERT_EQ(write(client[1], script.data(), script.size()),
+            static_cast<ssize_t>(script.size()));
+
+  pid_t pid = StartConfined([&] {
+    close(client[1]);
+    close(ipc_fds[1]);
+    MonitorSpool spool(ipc_fds[0]);
+    auto mb = Mbox::Open(box.path(), spool);
+    if (!mb) return 1;
+    fcntl(client[0], F_SETFL, O_NONBLOCK);
+    FdSink sink(client[0], 1000);
+    Session session(**mb, sink, 5);
+    session.Greet();
+    Serve(session, client[0], "", 1000);
+    return session.end_reason() == ipc::EndReason::kQuit ? 0 : 2;
+  });
+  close(client[0]);
+  close(ipc_fds[0]);
+  testing::LocalSpool spool(box.path());
+  testing::ServeSpool(ipc_fds[1], spool);
+  int status = Wait(pid);
+  close(ipc_fds[1]);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  std::string got = ReadToEnd(client[1]);
+  close(client[1]);
+  EXPECT_NE(got.find("+OK 16 octets\r\nS: 1\r\n\r\nFrom x\r\n.\r\n"),
+            std::string::npos)
+      << got;
+  EXPECT_TRUE(got.ends_with("+OK popguard signing off (1 message left)\r\n"))
+      << got;
+  EXPECT_EQ(box.Read(), "From b Mon Jan  1 00:00:00 2024\nS: 2\n\nkept\n\n");
+  EXPECT_EQ(spool.temps, 1);
 }
 
 TEST(WorkerSandboxTest, KilledBySigsysOnExecve) {

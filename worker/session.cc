@@ -35,6 +35,23 @@ std::string Messages(std::size_t n) {
   return fmt::format("{} message{}", n, n == 1 ? "" : "s");
 }
 
+// RFC 2449 SYS/TEMP: the client may try again later, and nothing it
+// marked was lost or half-removed.
+std::string_view CommitProblemText(CommitProblem p) {
+  switch (p) {
+    case CommitProblem::kChanged:
+      return "[SYS/TEMP] mailbox changed by another client; nothing deleted";
+    case CommitProblem::kLocked:
+      return "[SYS/TEMP] mailbox is locked by another program; nothing "
+             "deleted";
+    case CommitProblem::kIo:
+      return "[SYS/TEMP] mailbox could not be rewritten; nothing deleted";
+    case CommitProblem::kNone:
+    case CommitProblem::kSomeNotRemoved: break;
+  }
+  return "[SYS/TEMP] some deleted messages not removed";
+}
+
 bool AllDigits(std::string_view s) {
   if (s.empty()) return false;
   for (char c : s)
@@ -68,14 +85,29 @@ Session::Session(Mailbox& mailbox, Sink& sink, std::uint32_t max_bad_commands)
       sink_(sink),
       max_bad_commands_(max_bad_commands),
       deleted_(mailbox.Count(), false) {
-  for (std::size_t i = 0; i < mailbox_.Count(); i++)
-    total_octets_ += mailbox_.Size(i);
   summary_.messages = static_cast<std::uint32_t>(mailbox_.Count());
 }
 
 void Session::Greet() {
-  Ok(fmt::format("maildrop has {} ({} octets)", Messages(mailbox_.Count()),
-                 total_octets_));
+  Ok(fmt::format("maildrop has {}", Messages(mailbox_.Count())));
+}
+
+std::optional<std::uint64_t> Session::SizeOf(std::size_t i) {
+  auto size = mailbox_.Size(i);
+  if (size) return *size;
+  Err("[SYS/TEMP] the mailbox cannot be read");
+  return std::nullopt;
+}
+
+std::optional<std::uint64_t> Session::LiveOctets() {
+  std::uint64_t total = 0;
+  for (std::size_t i = 0; i < mailbox_.Count(); i++) {
+    if (deleted_[i]) continue;
+    auto size = SizeOf(i);
+    if (!size) return std::nullopt;
+    total += *size;
+  }
+  return total;
 }
 
 void Session::Ok(std::string_view text) {
@@ -196,8 +228,9 @@ std::optional<std::size_t> Session::Message(std::string_view arg,
 
 bool Session::Stat(const pop3::Command& cmd) {
   if (!cmd.args.empty()) return Bad("usage: STAT");
-  Ok(fmt::format("{} {}", mailbox_.Count() - deleted_count_,
-                 total_octets_ - deleted_octets_));
+  auto octets = LiveOctets();
+  if (octets)
+    Ok(fmt::format("{} {}", mailbox_.Count() - deleted_count_, *octets));
   return true;
 }
 
@@ -206,16 +239,20 @@ bool Session::List(const pop3::Command& cmd) {
   bool keep_going;
   if (cmd.args.size() == 1) {
     auto i = Message(cmd.args[0], &keep_going);
-    if (i) Ok(fmt::format("{} {}", *i + 1, mailbox_.Size(*i)));
-    return keep_going;
+    if (!i) return keep_going;
+    if (auto size = SizeOf(*i)) Ok(fmt::format("{} {}", *i + 1, *size));
+    return true;
   }
+  // All sizes first, so that a failure is one -ERR, not a cut listing.
+  auto octets = LiveOctets();
+  if (!octets) return true;
   Ok(fmt::format("{} ({} octets)", Messages(mailbox_.Count() - deleted_count_),
-                 total_octets_ - deleted_octets_));
+                 *octets));
   for (std::size_t i = 0; i < mailbox_.Count(); i++) {
     if (deleted_[i]) continue;
     if (!FlushIfFull()) return false;
     fmt::format_to(std::back_inserter(out_), "{} {}\r\n", i + 1,
-                   mailbox_.Size(i));
+                   mailbox_.Size(i).value_or(0));
   }
   out_.append(".\r\n");
   return true;
@@ -260,6 +297,11 @@ bool Session::Top(const pop3::Command& cmd) {
 
 bool Session::SendMessage(std::size_t i,
                           std::optional<std::uint32_t> body_lines) {
+  std::optional<std::uint64_t> size;
+  if (!body_lines) {
+    size = SizeOf(i);
+    if (!size) return true;
+  }
   auto stream = mailbox_.Open(i);
   if (!stream) {
     if (stream.error() == MessageError::kGone)
@@ -275,7 +317,7 @@ bool Session::SendMessage(std::size_t i,
   if (body_lines)
     Ok("top of message follows");
   else
-    Ok(fmt::format("{} octets", mailbox_.Size(i)));
+    Ok(fmt::format("{} octets", *size));
 
   WireEncoder encoder(body_lines);
   std::string chunk(kMessageChunk, '\0');
@@ -314,7 +356,6 @@ bool Session::Dele(const pop3::Command& cmd) {
   if (!i) return keep_going;
   deleted_[*i] = true;
   deleted_count_++;
-  deleted_octets_ += mailbox_.Size(*i);
   Ok(fmt::format("message {} deleted", *i + 1));
   return true;
 }
@@ -323,7 +364,6 @@ bool Session::Rset(const pop3::Command& cmd) {
   if (!cmd.args.empty()) return Bad("usage: RSET");
   deleted_.assign(deleted_.size(), false);
   deleted_count_ = 0;
-  deleted_octets_ = 0;
   Greet();
   return true;
 }
@@ -331,7 +371,11 @@ bool Session::Rset(const pop3::Command& cmd) {
 bool Session::Capa(const pop3::Command& cmd) {
   if (!cmd.args.empty()) return Bad("usage: CAPA");
   Ok("capability list follows");
-  out_.append(kCapabilities);
+  std::string_view list = kCapabilities;
+  list.remove_suffix(3);  // ".\r\n", which must come last
+  out_.append(list);
+  out_.append(policy_capa_);
+  out_.append(".\r\n");
   return true;
 }
 
@@ -344,7 +388,7 @@ bool Session::Quit(const pop3::Command& cmd) {
   CommitResult r = mailbox_.Commit(doomed);
   summary_.deleted = r.removed;
   if (r.failed > 0) {
-    Err("[SYS/TEMP] some deleted messages not removed");
+    Err(CommitProblemText(r.problem));
     End(ipc::EndReason::kCommitFailed);
     return false;
   }

@@ -55,8 +55,16 @@ class Session {
  public:
   Session(Mailbox& mailbox, Sink& sink, std::uint32_t max_bad_commands);
 
-  // Writes the positive answer to the login: "+OK maildrop has N messages
-  // (M octets)", the form of RFC 1939's examples.
+  // CAPA lines the site's policy adds (RFC 2449 LOGIN-DELAY, EXPIRE),
+  // each ending in CRLF.
+  void SetPolicyCapabilities(std::string lines) {
+    policy_capa_ = std::move(lines);
+  }
+
+  // Writes the positive answer to the login: "+OK maildrop has N
+  // messages".  RFC 1939's examples add the octets, but any text will do,
+  // and leaving them out spares a UIDL-only session from reading every
+  // message to count them.
   void Greet();
 
   // Each returns false once the session is over; end_reason() says why.
@@ -97,6 +105,11 @@ class Session {
   std::optional<std::size_t> Message(std::string_view arg, bool* bad);
   // Streams message i as a RETR (body_lines empty) or TOP response.
   bool SendMessage(std::size_t i, std::optional<std::uint32_t> body_lines);
+  // The octets of the messages not marked deleted, computing sizes not
+  // yet known; nullopt (and the -ERR written) if the mailbox failed.
+  std::optional<std::uint64_t> LiveOctets();
+  // Size of message i, or nullopt with the -ERR written.
+  std::optional<std::uint64_t> SizeOf(std::size_t i);
   // Appends "+OK text" or "-ERR text" and CRLF.
   void Ok(std::string_view text);
   void Err(std::string_view text);
@@ -108,11 +121,10 @@ class Session {
   Mailbox& mailbox_;
   Sink& sink_;
   std::uint32_t max_bad_commands_;
+  std::string policy_capa_;
   std::uint32_t bad_commands_ = 0;
   std::vector<bool> deleted_;
   std::uint32_t deleted_count_ = 0;
-  std::uint64_t deleted_octets_ = 0;
-  std::uint64_t total_octets_ = 0;
   std::string out_;
   std::uint64_t flushes_ = 0;  // how often out_ was sent
   std::optional<ipc::EndReason> end_;

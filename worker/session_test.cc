@@ -75,9 +75,20 @@ class SessionTest : public ::testing::Test {
 // ".leading dot\r\n..two\r\nend\r\n" = 26; message 3
 // "H: x\r\n\r\n1\r\n2\r\n3\r\n4\r\n5\r\n" = 23.
 
-TEST_F(SessionTest, GreetsWithMessageCountAndOctets) {
+TEST_F(SessionTest, GreetsWithMessageCountOnly) {
   session_->Greet();
-  EXPECT_EQ(Run({}), "+OK maildrop has 3 messages (72 octets)\r\n");
+  EXPECT_EQ(Run({}), "+OK maildrop has 3 messages\r\n");
+}
+
+// The login reply and UIDL need no size, so they read no message: sizes
+// are what the files hold when STAT first asks, not at login.
+TEST_F(SessionTest, SizesAreComputedOnFirstUseNotAtLogin) {
+  session_->Greet();
+  Run({"UIDL"});
+  md_.Add("new", "1000.a.host", "grown\nto three\nlines\n");
+  EXPECT_EQ(Run({"LIST 1"}), "+OK 1 24\r\n");
+  md_.Add("new", "1000.a.host", "shrunk\n");
+  EXPECT_EQ(Run({"STAT"}), "+OK 3 73\r\n");  // remembered once computed
 }
 
 TEST_F(SessionTest, StatAndListReportRetrSizes) {
@@ -139,7 +150,7 @@ TEST_F(SessionTest, NonexistentMessageIsNoSuchMessage) {
 
 TEST_F(SessionTest, RsetUnmarksDeletions) {
   Run({"DELE 1", "DELE 3"});
-  EXPECT_EQ(Run({"RSET"}), "+OK maildrop has 3 messages (72 octets)\r\n");
+  EXPECT_EQ(Run({"RSET"}), "+OK maildrop has 3 messages\r\n");
   EXPECT_EQ(Run({"STAT"}), "+OK 3 72\r\n");
   EXPECT_TRUE(session_->HandleLine("QUIT") == false);
   EXPECT_TRUE(md_.Exists("new", "1000.a.host"));
@@ -238,7 +249,7 @@ TEST_F(SessionTest, LargeRetrStreamsAndNeverSendsTerminatorAlone) {
   EXPECT_TRUE(sink_.writes.back().ends_with("\r\n.\r\n"));
   std::string all = sink_.All();
   std::size_t header = all.find("\r\n") + 2;
-  std::uint64_t size = mailbox_->Size(3);
+  std::uint64_t size = mailbox_->Size(3).value();
   EXPECT_EQ(all.substr(0, header),
             "+OK " + std::to_string(size) + " octets\r\n");
   EXPECT_EQ(all.size() - header - 3, size);
