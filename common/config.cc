@@ -195,6 +195,38 @@ std::optional<Expectation> ReadOptionalPath(const toml::node& n,
   return std::nullopt;
 }
 
+std::optional<Expectation> ReadBool(const toml::node& n, bool* out) {
+  const auto* v = n.as_boolean();
+  if (!v) return "true or false";
+  *out = v->get();
+  return std::nullopt;
+}
+
+std::optional<Expectation> ReadNetworks(const toml::node& n,
+                                        std::vector<std::string>* out) {
+  return ReadStringList(n, out, 256, ValidNetwork,
+                        "an array of at most 256 distinct networks "
+                        "(\"192.0.2.0/24\", \"2001:db8::/32\", "
+                        "\"127.0.0.1\")");
+}
+
+// RFC 2449 EXPIRE: "NEVER" or a number of days (0 asks clients not to
+// leave mail on the server).  Kept as the text CAPA shows.
+std::optional<Expectation> ReadExpire(const toml::node& n, Config& c) {
+  constexpr std::string_view kWhat =
+      "\"never\" or a number of days from 0 to 36500";
+  if (const auto* days = n.as_integer()) {
+    if (days->get() < 0 || days->get() > 36500) return std::string(kWhat);
+    c.expire = fmt::to_string(days->get());
+    return std::nullopt;
+  }
+  const auto* v = n.as_string();
+  if (!v || (v->get() != "never" && v->get() != "NEVER"))
+    return std::string(kWhat);
+  c.expire = "NEVER";
+  return std::nullopt;
+}
+
 template <typename E>
 struct EnumName {
   E value;
@@ -283,6 +315,26 @@ const std::vector<KeySpec>& Schema() {
        [](const toml::node& n, Config& c) {
          return ReadInt(n, &c.max_sessions, 1, 100000);
        }},
+      {"server", "max_sessions_per_address",
+       [](const toml::node& n, Config& c) {
+         return ReadInt(n, &c.max_sessions_per_address, 0, 100000);
+       }},
+      {"server", "proxy_listen",
+       [](const toml::node& n, Config& c) {
+         return ReadListen(n, &c.proxy_listen);
+       }},
+      {"server", "proxy_listen_tls",
+       [](const toml::node& n, Config& c) {
+         return ReadListen(n, &c.proxy_listen_tls);
+       }},
+      {"server", "proxy_trusted",
+       [](const toml::node& n, Config& c) {
+         return ReadNetworks(n, &c.proxy_trusted);
+       }},
+      {"server", "proxy_trust_tls",
+       [](const toml::node& n, Config& c) {
+         return ReadBool(n, &c.proxy_trust_tls);
+       }},
 
       {"auth", "pam_service",
        [](const toml::node& n, Config& c) {
@@ -311,6 +363,28 @@ const std::vector<KeySpec>& Schema() {
        [](const toml::node& n, Config& c) {
          return ReadInt(n, &c.max_failures, 1, 100);
        }},
+      // A delay beyond a minute only holds a monitor for the attacker's
+      // benefit; the ban is the tool for a persistent one.
+      {"auth", "max_delay_ms",
+       [](const toml::node& n, Config& c) {
+         return ReadInt(n, &c.max_delay_ms, 0, 60000);
+       }},
+      {"auth", "ban_after_failures",
+       [](const toml::node& n, Config& c) {
+         return ReadInt(n, &c.ban_after_failures, 0, 10000);
+       }},
+      {"auth", "ban_window",
+       [](const toml::node& n, Config& c) {
+         return ReadInt(n, &c.ban_window_s, 1, 86400);
+       }},
+      {"auth", "ban_time",
+       [](const toml::node& n, Config& c) {
+         return ReadInt(n, &c.ban_time_s, 1, 604800);
+       }},
+      {"auth", "penalty_file",
+       [](const toml::node& n, Config& c) {
+         return ReadAbsolutePath(n, &c.penalty_file);
+       }},
       {"auth", "cleartext",
        [](const toml::node& n, Config& c) {
          return ReadEnum(n, kCleartextNames, &c.cleartext);
@@ -321,10 +395,7 @@ const std::vector<KeySpec>& Schema() {
        }},
       {"auth", "trusted_networks",
        [](const toml::node& n, Config& c) {
-         return ReadStringList(n, &c.trusted_networks, 256, ValidNetwork,
-                               "an array of at most 256 distinct networks "
-                               "(\"192.0.2.0/24\", \"2001:db8::/32\", "
-                               "\"127.0.0.1\")");
+         return ReadNetworks(n, &c.trusted_networks);
        }},
       {"auth", "apop_users_must_use_apop",
        [](const toml::node& n, Config& c) -> std::optional<Expectation> {
@@ -387,6 +458,11 @@ const std::vector<KeySpec>& Schema() {
        [](const toml::node& n, Config& c) {
          return ReadInt(n, &c.max_bad_commands, 1, 1000);
        }},
+      {"session", "login_delay",
+       [](const toml::node& n, Config& c) {
+         return ReadInt(n, &c.login_delay_s, 0, 86400);
+       }},
+      {"session", "expire", ReadExpire},
 
       {"privsep", "front_user",
        [](const toml::node& n, Config& c) {
@@ -412,6 +488,18 @@ const std::vector<KeySpec>& Schema() {
        }},
 
       {"log", "facility", ReadFacility},
+
+      {"audit", "linux_audit",
+       [](const toml::node& n, Config& c) -> std::optional<Expectation> {
+         const auto* v = n.as_boolean();
+         if (!v) return "true or false";
+         c.audit_linux = v->get();
+         return std::nullopt;
+       }},
+      {"audit", "json_file",
+       [](const toml::node& n, Config& c) {
+         return ReadOptionalPath(n, &c.audit_json_file);
+       }},
   };
   return schema;
 }
@@ -467,6 +555,20 @@ void AddWarnings(Config& c) {
         "auth.cleartext does not trust");
   if (c.fail_delay_ms == 0)
     warn("auth.fail_delay_ms = 0: a failed login costs the client no time");
+  if (c.ban_after_failures == 0)
+    warn(
+        "auth.ban_after_failures = 0: an address that keeps failing is "
+        "never refused");
+  if (c.proxy_trust_tls)
+    warn(
+        "server.proxy_trust_tls = true: a balancer in server.proxy_trusted "
+        "that says its client used TLS lets passwords through; the link "
+        "from the balancer to popguard carries them in clear text");
+  if (!c.proxy_trusted.empty() && c.proxy_listen.empty() &&
+      c.proxy_listen_tls.empty())
+    warn(
+        "server.proxy_trusted has no effect without server.proxy_listen or "
+        "server.proxy_listen_tls");
   if (c.min_uid < 1000)
     warn(fmt::format(
         "auth.min_uid = {}: system accounts below uid 1000 may log in",
@@ -503,15 +605,34 @@ std::optional<ConfigError> CheckTogether(const Config& c,
   if (!c.listen_tls.empty() && c.tls_certificate.empty())
     return ErrorAtKey(path, places, "server.listen_tls",
                       "needs tls.certificate and tls.private_key");
-  if (c.listen.empty() && c.listen_tls.empty())
+  if (!c.proxy_listen_tls.empty() && c.tls_certificate.empty())
+    return ErrorAtKey(path, places, "server.proxy_listen_tls",
+                      "needs tls.certificate and tls.private_key");
+  bool proxied = !c.proxy_listen.empty() || !c.proxy_listen_tls.empty();
+  if (proxied && c.proxy_trusted.empty())
+    return ErrorAtKey(
+        path, places,
+        c.proxy_listen.empty() ? "server.proxy_listen_tls"
+                               : "server.proxy_listen",
+        "needs server.proxy_trusted: the addresses of the balancers");
+  if (c.listen.empty() && c.listen_tls.empty() && !proxied)
     return ErrorAtKey(path, places, "server.listen",
                       "expected at least one address in server.listen or "
                       "server.listen_tls");
-  for (const auto& a : c.listen)
-    for (const auto& b : c.listen_tls)
-      if (a == b)
-        return ErrorAtKey(path, places, "server.listen_tls",
-                          fmt::format("'{}' is also in server.listen", b));
+  // Each address is bound once, by one kind of listener.
+  const std::pair<std::string_view, const std::vector<std::string>*> lists[] = {
+      {"server.listen", &c.listen},
+      {"server.listen_tls", &c.listen_tls},
+      {"server.proxy_listen", &c.proxy_listen},
+      {"server.proxy_listen_tls", &c.proxy_listen_tls}};
+  for (std::size_t i = 0; i < std::size(lists); i++)
+    for (std::size_t j = i + 1; j < std::size(lists); j++)
+      for (const auto& a : *lists[i].second)
+        for (const auto& b : *lists[j].second)
+          if (a == b)
+            return ErrorAtKey(
+                path, places, lists[j].first,
+                fmt::format("'{}' is also in {}", b, lists[i].first));
   return std::nullopt;
 }
 
@@ -614,6 +735,11 @@ std::string DescribeConfig(const Config& c) {
   line("listen_tls", QuoteList(c.listen_tls));
   line("hostname", Quote(c.hostname));
   line("max_sessions", fmt::to_string(c.max_sessions));
+  line("max_sessions_per_address", fmt::to_string(c.max_sessions_per_address));
+  line("proxy_listen", QuoteList(c.proxy_listen));
+  line("proxy_listen_tls", QuoteList(c.proxy_listen_tls));
+  line("proxy_trusted", QuoteList(c.proxy_trusted));
+  line("proxy_trust_tls", c.proxy_trust_tls ? "true" : "false");
 
   out += "\n[auth]\n";
   line("pam_service", Quote(c.pam_service));
@@ -622,6 +748,11 @@ std::string DescribeConfig(const Config& c) {
   line("min_uid", fmt::to_string(c.min_uid));
   line("fail_delay_ms", fmt::to_string(c.fail_delay_ms));
   line("max_failures", fmt::to_string(c.max_failures));
+  line("max_delay_ms", fmt::to_string(c.max_delay_ms));
+  line("ban_after_failures", fmt::to_string(c.ban_after_failures));
+  line("ban_window", fmt::to_string(c.ban_window_s));
+  line("ban_time", fmt::to_string(c.ban_time_s));
+  line("penalty_file", Quote(c.penalty_file));
   line("cleartext", Quote(std::string(NameOf(kCleartextNames, c.cleartext))));
   line("apop", Quote(std::string(NameOf(kApopNames, c.apop))));
   line("trusted_networks", QuoteList(c.trusted_networks));
@@ -644,6 +775,15 @@ std::string DescribeConfig(const Config& c) {
   line("login_timeout", fmt::to_string(c.login_timeout_s));
   line("idle_timeout", fmt::to_string(c.idle_timeout_s));
   line("max_bad_commands", fmt::to_string(c.max_bad_commands));
+  line("login_delay", fmt::to_string(c.login_delay_s));
+  // Not announced: the key is shown commented out, so that the output
+  // still reads back to the same settings.
+  if (c.expire.empty())
+    out += "# expire = \"never\"  (not set: not announced)\n";
+  else if (c.expire == "NEVER")
+    line("expire", Quote("never"));
+  else
+    line("expire", c.expire);
 
   out += "\n[privsep]\n";
   line("front_user", Quote(c.front_user));
@@ -654,6 +794,10 @@ std::string DescribeConfig(const Config& c) {
 
   out += "\n[log]\n";
   line("facility", Quote(c.syslog_facility));
+
+  out += "\n[audit]\n";
+  line("linux_audit", c.audit_linux ? "true" : "false");
+  line("json_file", Quote(c.audit_json_file));
   return out;
 }
 

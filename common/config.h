@@ -48,6 +48,20 @@ struct Config {
   std::vector<std::string> listen_tls;
   std::string hostname;  // empty: gethostname(); used in the APOP challenge
   std::uint32_t max_sessions = 200;  // all sessions at once
+  // Sessions at once from one client address (an IPv6 /64 counts as one);
+  // 0: no limit.  Counted in the penalty file, so that it holds in inetd
+  // mode and behind a balancer too.
+  std::uint32_t max_sessions_per_address = 10;
+  // Listeners whose clients come through a balancer that sends the PROXY
+  // protocol header (v1 or v2) first; the _tls ones then start TLS.
+  std::vector<std::string> proxy_listen;
+  std::vector<std::string> proxy_listen_tls;
+  // Who may send a PROXY header; a connection from anywhere else to a
+  // proxy listener is closed unread.
+  std::vector<std::string> proxy_trusted;
+  // Whether a v2 header saying the client used TLS to the balancer makes
+  // the link count as TLS for the clear-text policy.
+  bool proxy_trust_tls = false;
 
   // [auth]
   std::string pam_service = "popguard";
@@ -56,6 +70,17 @@ struct Config {
   std::uint32_t min_uid = 1000;        // root and system accounts cannot log in
   std::uint32_t fail_delay_ms = 2000;  // a failure answers no sooner
   std::uint32_t max_failures = 3;      // then the session ends
+  // Each failure from an address waits fail_delay_ms * 2^(n-1), n being
+  // the address's recent failures, but never longer than this.
+  std::uint32_t max_delay_ms = 15000;
+  // An address with this many failures, each less than ban_window seconds
+  // after the one before, is refused for ban_time seconds; 0: never.
+  std::uint32_t ban_after_failures = 10;
+  std::uint32_t ban_window_s = 600;
+  std::uint32_t ban_time_s = 900;
+  // The state shared by every monitor process: failures and bans per
+  // address, sessions per address, last login per user.
+  std::string penalty_file = "/run/popguard/penalties";
   CleartextPolicy cleartext = CleartextPolicy::kTlsOnly;
   ApopPolicy apop = ApopPolicy::kAllow;
   // Networks ("192.0.2.0/24", "2001:db8::/32", "127.0.0.1") from which
@@ -81,6 +106,12 @@ struct Config {
   std::uint32_t login_timeout_s = 60;   // before authentication
   std::uint32_t idle_timeout_s = 600;   // after; RFC 1939 section 3 minimum
   std::uint32_t max_bad_commands = 10;  // then the session ends
+  // RFC 2449 LOGIN-DELAY: seconds a user must wait between logins;
+  // 0: not announced, not enforced.
+  std::uint32_t login_delay_s = 0;
+  // RFC 2449 EXPIRE as announced: "" (not announced), "NEVER", or a
+  // number of days.  Announced only: popguard deletes no mail by age.
+  std::string expire;
 
   // [privsep]
   std::string front_user = "popguard";  // the unprivileged login user
@@ -90,6 +121,14 @@ struct Config {
 
   // [log]
   std::string syslog_facility = "mail";
+
+  // [audit]  (syslog always gets every record; these add sinks)
+  // USER_AUTH, USER_LOGIN and USER_END records to the Linux audit
+  // subsystem; a kernel without audit costs a warning at start.
+  bool audit_linux = true;
+  // A JSON-lines file of the same records, chained by SHA-256; empty: none.
+  // Its directory must exist; the file is created root-only (0600).
+  std::string audit_json_file;
 };
 
 struct ConfigError {

@@ -235,6 +235,12 @@ TEST(ConfigTest, EnforcesIntegerRanges) {
       {"session.login_timeout", 0, 1, 3600, 3601},
       {"session.idle_timeout", 0, 1, 86400, 86401},
       {"session.max_bad_commands", 0, 1, 1000, 1001},
+      {"server.max_sessions_per_address", -1, 0, 100000, 100001},
+      {"auth.max_delay_ms", -1, 0, 60000, 60001},
+      {"auth.ban_after_failures", -1, 0, 10000, 10001},
+      {"auth.ban_window", 0, 1, 86400, 86401},
+      {"auth.ban_time", 0, 1, 604800, 604801},
+      {"session.login_delay", -1, 0, 86400, 86401},
   };
   for (const auto& rc : cases) {
     SCOPED_TRACE(rc.key);
@@ -460,6 +466,18 @@ void ExpectSameSettings(const Config& a, const Config& b) {
   EXPECT_EQ(a.empty_dir, b.empty_dir);
   EXPECT_EQ(a.worker_path, b.worker_path);
   EXPECT_EQ(a.syslog_facility, b.syslog_facility);
+  EXPECT_EQ(a.max_sessions_per_address, b.max_sessions_per_address);
+  EXPECT_EQ(a.proxy_listen, b.proxy_listen);
+  EXPECT_EQ(a.proxy_listen_tls, b.proxy_listen_tls);
+  EXPECT_EQ(a.proxy_trusted, b.proxy_trusted);
+  EXPECT_EQ(a.proxy_trust_tls, b.proxy_trust_tls);
+  EXPECT_EQ(a.max_delay_ms, b.max_delay_ms);
+  EXPECT_EQ(a.ban_after_failures, b.ban_after_failures);
+  EXPECT_EQ(a.ban_window_s, b.ban_window_s);
+  EXPECT_EQ(a.ban_time_s, b.ban_time_s);
+  EXPECT_EQ(a.penalty_file, b.penalty_file);
+  EXPECT_EQ(a.login_delay_s, b.login_delay_s);
+  EXPECT_EQ(a.expire, b.expire);
   EXPECT_EQ(a.warnings, b.warnings);
 }
 
@@ -655,6 +673,200 @@ TEST(LogTest, StderrLineCarriesUtcTimeIdentAndPid) {
   EXPECT_EQ(lines[0].substr(25), tail + "warning: shown 2");
   EXPECT_TRUE(StartsWithUtcTime(lines[1])) << lines[1];
   EXPECT_EQ(lines[1].substr(25), tail + "debug: debug 3");
+}
+
+// --- Abuse limits, LOGIN-DELAY and EXPIRE, the PROXY protocol. ---
+
+constexpr char kAbuseKeys[] = R"(
+[server]
+listen = ["127.0.0.1:110"]
+max_sessions_per_address = 4
+proxy_listen = ["127.0.0.1:10110"]
+proxy_listen_tls = ["127.0.0.1:10995"]
+proxy_trusted = ["192.0.2.10", "2001:db8::/64"]
+proxy_trust_tls = true
+
+[auth]
+max_delay_ms = 8000
+ban_after_failures = 6
+ban_window = 300
+ban_time = 1200
+penalty_file = "/var/lib/popguard/penalties"
+
+[session]
+login_delay = 900
+expire = 30
+
+[tls]
+certificate = "/c"
+private_key = "/k"
+)";
+
+TEST(ConfigTest, AbuseLimitsDefaultToBanningAfterTenFailures) {
+  Config c = ParseOk("");
+  EXPECT_EQ(c.max_sessions_per_address, 10u);
+  EXPECT_EQ(c.max_delay_ms, 15000u);
+  EXPECT_EQ(c.ban_after_failures, 10u);
+  EXPECT_EQ(c.ban_window_s, 600u);
+  EXPECT_EQ(c.ban_time_s, 900u);
+  EXPECT_EQ(c.penalty_file, "/run/popguard/penalties");
+  EXPECT_EQ(c.login_delay_s, 0u);
+  EXPECT_EQ(c.expire, "");
+  EXPECT_TRUE(c.proxy_listen.empty());
+  EXPECT_TRUE(c.proxy_listen_tls.empty());
+  EXPECT_TRUE(c.proxy_trusted.empty());
+  EXPECT_FALSE(c.proxy_trust_tls);
+}
+
+TEST(ConfigTest, ParsesAbuseAndProxyKeys) {
+  Config c = ParseOk(kAbuseKeys);
+  EXPECT_EQ(c.max_sessions_per_address, 4u);
+  EXPECT_EQ(c.proxy_listen, (std::vector<std::string>{"127.0.0.1:10110"}));
+  EXPECT_EQ(c.proxy_listen_tls, (std::vector<std::string>{"127.0.0.1:10995"}));
+  EXPECT_EQ(c.proxy_trusted,
+            (std::vector<std::string>{"192.0.2.10", "2001:db8::/64"}));
+  EXPECT_TRUE(c.proxy_trust_tls);
+  EXPECT_EQ(c.max_delay_ms, 8000u);
+  EXPECT_EQ(c.ban_after_failures, 6u);
+  EXPECT_EQ(c.ban_window_s, 300u);
+  EXPECT_EQ(c.ban_time_s, 1200u);
+  EXPECT_EQ(c.penalty_file, "/var/lib/popguard/penalties");
+  EXPECT_EQ(c.login_delay_s, 900u);
+  EXPECT_EQ(c.expire, "30");
+}
+
+TEST(ConfigTest, ReadsExpireAsNeverOrDays) {
+  EXPECT_EQ(ParseOk("session.expire = \"never\"").expire, "NEVER");
+  EXPECT_EQ(ParseOk("session.expire = \"NEVER\"").expire, "NEVER");
+  EXPECT_EQ(ParseOk("session.expire = 0").expire, "0");
+  EXPECT_EQ(ParseOk("session.expire = 36500").expire, "36500");
+  for (const char* bad :
+       {"\"sometimes\"", "\"30\"", "-1", "36501", "1.5", "true", "\"Never\""}) {
+    SCOPED_TRACE(bad);
+    EXPECT_NE(ParseError(fmt::format("session.expire = {}", bad))
+                  .find("key 'session.expire': expected \"never\" or a "
+                        "number of days"),
+              std::string::npos);
+  }
+}
+
+TEST(ConfigTest, ProxyListenNeedsTrustedBalancers) {
+  EXPECT_EQ(ParseError("[server]\nproxy_listen = [\"127.0.0.1:10110\"]\n"),
+            std::string(kPath) +
+                ":2: key 'server.proxy_listen': needs server.proxy_trusted: "
+                "the addresses of the balancers");
+}
+
+TEST(ConfigTest, ProxyListenTlsNeedsCertificate) {
+  EXPECT_NE(ParseError("[server]\nproxy_listen_tls = [\"127.0.0.1:10995\"]\n"
+                       "proxy_trusted = [\"127.0.0.1\"]\n")
+                .find("key 'server.proxy_listen_tls': needs tls.certificate"),
+            std::string::npos);
+}
+
+TEST(ConfigTest, ProxyListenersAloneAreSomewhereToListen) {
+  Config c = ParseOk(
+      "server.listen = []\n"
+      "server.proxy_listen = [\"127.0.0.1:10110\"]\n"
+      "server.proxy_trusted = [\"127.0.0.1/32\"]\n");
+  EXPECT_TRUE(c.listen.empty());
+  EXPECT_EQ(c.proxy_listen.size(), 1u);
+}
+
+TEST(ConfigTest, RejectsAddressInListenAndProxyListen) {
+  EXPECT_NE(ParseError("[server]\nlisten = [\"127.0.0.1:110\"]\n"
+                       "proxy_listen = [\"127.0.0.1:110\"]\n"
+                       "proxy_trusted = [\"127.0.0.1\"]\n")
+                .find(":3: key 'server.proxy_listen': '127.0.0.1:110' is "
+                      "also in server.listen"),
+            std::string::npos);
+}
+
+TEST(ConfigTest, RejectsMalformedProxyTrusted) {
+  for (const char* bad :
+       {"\"10.0.0.0/\"", "\"10.0.0.0/33\"", "\"host\"", "\"::1/129\""}) {
+    SCOPED_TRACE(bad);
+    EXPECT_NE(ParseError(fmt::format("server.proxy_trusted = [{}]", bad))
+                  .find("key 'server.proxy_trusted': expected an array"),
+              std::string::npos);
+  }
+}
+
+TEST(ConfigTest, RejectsRelativePenaltyFile) {
+  EXPECT_NE(ParseError("auth.penalty_file = \"run/penalties\"")
+                .find("key 'auth.penalty_file': expected an absolute path"),
+            std::string::npos);
+}
+
+TEST(ConfigTest, WarnsAboutTrustingTlsFromTheBalancer) {
+  EXPECT_TRUE(HasWarning(ParseOk(kAbuseKeys), "server.proxy_trust_tls"));
+  EXPECT_FALSE(HasWarning(ParseOk(""), "server.proxy_trust_tls"));
+}
+
+TEST(ConfigTest, WarnsAboutProxyTrustedWithoutProxyListener) {
+  EXPECT_TRUE(HasWarning(ParseOk("server.proxy_trusted = [\"127.0.0.1\"]"),
+                         "server.proxy_trusted has no effect"));
+}
+
+TEST(ConfigTest, WarnsAboutNeverBanning) {
+  EXPECT_TRUE(HasWarning(ParseOk("auth.ban_after_failures = 0"),
+                         "auth.ban_after_failures = 0"));
+}
+
+TEST(ConfigTest, DescribeConfigRoundTripsAbuseKeys) {
+  Config c = ParseOk(kAbuseKeys);
+  std::string text = DescribeConfig(c);
+  ExpectSameSettings(c, ParseOk(text));
+  for (const char* key :
+       {"max_sessions_per_address", "proxy_listen", "proxy_listen_tls",
+        "proxy_trusted", "proxy_trust_tls", "max_delay_ms",
+        "ban_after_failures", "ban_window", "ban_time", "penalty_file",
+        "login_delay", "expire"})
+    EXPECT_NE(text.find(fmt::format("\n{} = ", key)), std::string::npos) << key;
+  Config never = ParseOk("session.expire = \"never\"");
+  ExpectSameSettings(never, ParseOk(DescribeConfig(never)));
+}
+
+TEST(ConfigTest, DescribeConfigLeavesUnsetExpireUnset) {
+  Config c = ParseOk("");
+  EXPECT_EQ(ParseOk(DescribeConfig(c)).expire, "");
+}
+
+TEST(ConfigTest, AuditDefaultsToLinuxAuditAndNoJsonFile) {
+  Config c = ParseOk("");
+  EXPECT_TRUE(c.audit_linux);
+  EXPECT_EQ(c.audit_json_file, "");
+}
+
+TEST(ConfigTest, AcceptsAuditKeys) {
+  Config c = ParseOk(
+      "[audit]\n"
+      "linux_audit = false\n"
+      "json_file = \"/var/log/popguard/audit.jsonl\"\n");
+  EXPECT_FALSE(c.audit_linux);
+  EXPECT_EQ(c.audit_json_file, "/var/log/popguard/audit.jsonl");
+}
+
+TEST(ConfigTest, RejectsRelativeAuditJsonFile) {
+  EXPECT_NE(
+      ParseError("audit.json_file = \"audit.jsonl\"").find("audit.json_file"),
+      std::string::npos);
+}
+
+TEST(ConfigTest, RejectsNonBooleanLinuxAudit) {
+  EXPECT_NE(ParseError("audit.linux_audit = \"yes\"").find("true or false"),
+            std::string::npos);
+}
+
+TEST(ConfigTest, DescribeConfigRoundTripsAuditKeys) {
+  Config c = ParseOk(
+      "audit.linux_audit = false\n"
+      "audit.json_file = \"/var/log/popguard/audit.jsonl\"\n");
+  std::string text = DescribeConfig(c);
+  EXPECT_NE(text.find("\n[audit]\nlinux_audit = false\n"), std::string::npos);
+  Config again = ParseOk(text);
+  EXPECT_EQ(again.audit_linux, c.audit_linux);
+  EXPECT_EQ(again.audit_json_file, c.audit_json_file);
 }
 
 }  // namespace

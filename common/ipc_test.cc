@@ -71,6 +71,8 @@ Hello SampleHello() {
   m.max_bad_commands = 10;
   m.tls_available = 1;
   m.implicit_tls = 1;
+  m.login_delay_s = 900;
+  m.expire = "NEVER";
   return m;
 }
 
@@ -115,6 +117,8 @@ TEST_F(IpcTest, HelloRoundTrips) {
   EXPECT_EQ(got.max_bad_commands, 10u);
   EXPECT_EQ(got.tls_available, 1u);
   EXPECT_EQ(got.implicit_tls, 1u);
+  EXPECT_EQ(got.login_delay_s, 900u);
+  EXPECT_EQ(got.expire, "NEVER");
 }
 
 TEST_F(IpcTest, AuthPassRoundTrips) {
@@ -134,7 +138,8 @@ TEST_F(IpcTest, AuthApopRoundTrips) {
 
 TEST_F(IpcTest, AuthResultRoundTripsEveryCode) {
   for (AuthCode code : {AuthCode::kOk, AuthCode::kFailed, AuthCode::kRefused,
-                        AuthCode::kTempFail, AuthCode::kEndSession}) {
+                        AuthCode::kTempFail, AuthCode::kEndSession,
+                        AuthCode::kLoginDelay, AuthCode::kBanned}) {
     AuthResult got = RoundTrip(AuthResult{code, "authentication failed"});
     EXPECT_EQ(got.code, code);
     EXPECT_EQ(got.text, "authentication failed");
@@ -295,7 +300,7 @@ TEST(DecodeTest, RejectsLengthPastTheEndOfTheBody) {
 
 TEST(DecodeTest, RejectsEnumOutOfRange) {
   Writer result;
-  result.U32(static_cast<std::uint32_t>(AuthCode::kEndSession) + 1).Str("");
+  result.U32(static_cast<std::uint32_t>(AuthCode::kBanned) + 1).Str("");
   EXPECT_FALSE(
       DecodeAs<AuthResult>(Message{Type::kAuthResult, result.bytes(), -1}));
 

@@ -17,6 +17,8 @@
 
 #include "build_config.h"
 #include "common/log.h"
+#include "monitor/penalty.h"
+#include "policy/auth_policy.h"
 
 namespace popguard::monitor {
 namespace {
@@ -61,11 +63,23 @@ std::expected<int, std::string> Bind(const std::string& spec) {
   return fd;
 }
 
-// A listening socket, and whether its clients start with TLS (POP3S).
+// A listening socket, whether its clients start with TLS (POP3S), and
+// whether they come through a balancer that sends a PROXY header first.
 struct Socket {
   int fd;
   bool implicit_tls;
+  bool proxy = false;
 };
+
+// Every monitor opens the penalty file and refuses service without it;
+// the listener makes it (or finds it unusable) once, at start and on a
+// reload, so that a bad path stops the daemon rather than every session.
+std::optional<std::string> CheckPenaltyFile(const Config& c) {
+  auto table = PenaltyTable::Open(c.penalty_file);
+  if (table) return std::nullopt;
+  return fmt::format("auth.penalty_file {}: {}", c.penalty_file,
+                     PenaltyErrorText(table.error()));
+}
 
 class Listener {
  public:
@@ -77,6 +91,7 @@ class Listener {
   bool BindAll();
   void CloseAll();
   void Accept(const Socket& lsock);
+  bool TrustedBalancer(int fd);
   void Reap();
   void Reload();
 
@@ -90,19 +105,23 @@ class Listener {
 
 bool Listener::BindAll() {
   std::vector<Socket> socks;
-  auto bind_list = [&](const std::vector<std::string>& specs, bool tls) {
+  auto bind_list = [&](const std::vector<std::string>& specs, bool tls,
+                       bool proxy) {
     for (const std::string& spec : specs) {
       auto fd = Bind(spec);
       if (!fd) {
         Log(LogLevel::kError, "{}", fd.error());
         return false;
       }
-      socks.push_back({*fd, tls});
+      socks.push_back({*fd, tls, proxy});
     }
     return true;
   };
-  if (!bind_list(rt_.config.listen, false) ||
-      !bind_list(rt_.config.listen_tls, true)) {
+  const Config& c = rt_.config;
+  if (!bind_list(c.listen, false, false) ||
+      !bind_list(c.listen_tls, true, false) ||
+      !bind_list(c.proxy_listen, false, true) ||
+      !bind_list(c.proxy_listen_tls, true, true)) {
     for (const Socket& s : socks) close(s.fd);
     return false;
   }
@@ -128,6 +147,12 @@ void Listener::Accept(const Socket& lsock) {
     close(fd);
     return;
   }
+  // Only a listed balancer may say who the client is; anyone else on a
+  // proxy listener is closed unread, before a process is spent on it.
+  if (lsock.proxy && !TrustedBalancer(fd)) {
+    close(fd);
+    return;
+  }
   pid_t pid = fork();
   if (pid == 0) {
     CloseAll();
@@ -138,13 +163,23 @@ void Listener::Accept(const Socket& lsock) {
     SessionFacts facts;
     DescribeConnection(fd, &facts);
     facts.implicit_tls = lsock.implicit_tls;
-    _exit(RunMonitor(rt_, fd, std::move(facts)));
+    _exit(RunMonitor(rt_, fd, std::move(facts), lsock.proxy));
   }
   if (pid > 0)
     children_++;
   else
     Log(LogLevel::kError, "fork: {}", std::strerror(errno));
   close(fd);
+}
+
+bool Listener::TrustedBalancer(int fd) {
+  SessionFacts facts;
+  DescribeConnection(fd, &facts);
+  if (policy::AddressInNetworks(facts.client_addr, rt_.config.proxy_trusted))
+    return true;
+  AuditRefused(facts, "proxy-untrusted",
+               "not in server.proxy_trusted; closed unread");
+  return false;
 }
 
 void Listener::Reap() {
@@ -157,27 +192,38 @@ void Listener::Reap() {
 void Listener::Reload() {
   auto config = LoadConfig(path_);
   if (!config) {
-    Log(LogLevel::kError, "event=reload result=fail error=\"{}\"",
-        config.error().message);
+    AuditReload(path_, config.error().message);
     return;
   }
   auto rt = PrepareRuntime(*config);
   if (!rt) {
-    Log(LogLevel::kError, "event=reload result=fail error=\"{}\"", rt.error());
+    AuditReload(path_, rt.error());
+    return;
+  }
+  auto audit = OpenAuditSinks(*config);
+  if (!audit) {
+    AuditReload(path_, audit.error());
+    return;
+  }
+  if (auto err = CheckPenaltyFile(rt->config)) {
+    AuditReload(path_, *err);
     return;
   }
   bool rebind = rt->config.listen != rt_.config.listen ||
-                rt->config.listen_tls != rt_.config.listen_tls;
+                rt->config.listen_tls != rt_.config.listen_tls ||
+                rt->config.proxy_listen != rt_.config.proxy_listen ||
+                rt->config.proxy_listen_tls != rt_.config.proxy_listen_tls;
   Runtime old = std::move(rt_);
   rt_ = std::move(*rt);
   if (rebind && !BindAll()) {
-    Log(LogLevel::kError, "event=reload result=fail error=\"cannot bind\"");
     rt_ = std::move(old);
+    AuditReload(path_, "cannot bind");
     return;
   }
+  InstallAuditSinks(std::move(*audit));
   for (const std::string& w : rt_.config.warnings)
     Log(LogLevel::kWarning, "config: {}", w);
-  Log(LogLevel::kNotice, "event=reload result=ok config={}", path_);
+  AuditReload(path_, "");
 }
 
 int Listener::Run() {
@@ -187,10 +233,12 @@ int Listener::Run() {
   sigprocmask(SIG_BLOCK, &mask, nullptr);
   signal(SIGPIPE, SIG_IGN);
   sigfd_ = signalfd(-1, &mask, SFD_CLOEXEC);
+  if (auto err = CheckPenaltyFile(rt_.config)) {
+    Log(LogLevel::kError, "{}", *err);
+    return 1;
+  }
   if (sigfd_ < 0 || !BindAll()) return 1;
-  Log(LogLevel::kNotice, "event=start listen={} listen_tls={} version={}",
-      fmt::join(rt_.config.listen, ","), fmt::join(rt_.config.listen_tls, ","),
-      POPGUARD_VERSION);
+  AuditStart(rt_.config.listen, rt_.config.listen_tls, POPGUARD_VERSION);
 
   while (!stopping_ || children_ > 0) {
     std::vector<pollfd> fds{{sigfd_, POLLIN, 0}};
@@ -209,7 +257,7 @@ int Listener::Run() {
         } else if (!stopping_) {
           stopping_ = true;
           CloseAll();
-          Log(LogLevel::kNotice, "event=stop sessions={}", children_);
+          AuditStop(children_);
         }
       }
       continue;

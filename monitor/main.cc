@@ -1,16 +1,21 @@
 // popguard: the POP3 server's entry point, running as root.  It reads the
 // configuration and becomes the listener (standalone) or the monitor of a
 // single connection (inetd mode).
+#include <fcntl.h>
 #include <getopt.h>
 #include <syslog.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <string>
 
 #include "build_config.h"
 #include "common/config.h"
 #include "common/log.h"
+#include "monitor/audit.h"
+#include "monitor/audit_chain.h"
 #include "monitor/listener.h"
 #include "monitor/monitor.h"
 
@@ -18,6 +23,7 @@ namespace {
 
 constexpr const char* kUsage =
     "usage: popguard [-c FILE] [-f] [--inetd] [--check-config] [--debug]\n"
+    "       popguard --verify-audit FILE\n"
     "  -c, --config FILE  configuration file (default " POPGUARD_CONFIG_PATH
     ")\n"
     "  -f, --foreground   stay in the foreground and log to stderr\n"
@@ -25,6 +31,7 @@ constexpr const char* kUsage =
     "      --tls          with --inetd: the connection starts with TLS (995)\n"
     "      --check-config print the effective settings and warnings\n"
     "      --debug        log debug messages\n"
+    "      --verify-audit FILE  check the chain of a JSON-lines audit file\n"
     "      --version      print the version\n";
 
 struct Options {
@@ -34,10 +41,11 @@ struct Options {
   bool inetd_tls = false;
   bool check = false;
   bool debug = false;
+  std::string verify_audit;
 };
 
 int ParseOptions(int argc, char** argv, Options* o) {
-  enum { kInetd = 256, kTls, kCheck, kDebug, kVersion };
+  enum { kInetd = 256, kTls, kCheck, kDebug, kVersion, kVerifyAudit };
   static const option kLong[] = {
       {"config", required_argument, nullptr, 'c'},
       {"foreground", no_argument, nullptr, 'f'},
@@ -46,6 +54,7 @@ int ParseOptions(int argc, char** argv, Options* o) {
       {"check-config", no_argument, nullptr, kCheck},
       {"debug", no_argument, nullptr, kDebug},
       {"version", no_argument, nullptr, kVersion},
+      {"verify-audit", required_argument, nullptr, kVerifyAudit},
       {"help", no_argument, nullptr, 'h'},
       {nullptr, 0, nullptr, 0},
   };
@@ -57,6 +66,7 @@ int ParseOptions(int argc, char** argv, Options* o) {
       case kTls: o->inetd_tls = true; break;
       case kCheck: o->check = true; break;
       case kDebug: o->debug = true; break;
+      case kVerifyAudit: o->verify_audit = optarg; break;
       case kVersion: std::printf("popguard %s\n", POPGUARD_VERSION); return 0;
       case 'h': std::fputs(kUsage, stdout); return 0;
       default: std::fputs(kUsage, stderr); return 2;
@@ -67,6 +77,27 @@ int ParseOptions(int argc, char** argv, Options* o) {
     return 2;
   }
   return -1;
+}
+
+// Prints whether the chain of a JSON-lines audit file holds: 0 if it
+// does, 1 at the first line where it breaks, 2 if the file cannot be read.
+int VerifyAudit(const std::string& path) {
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    std::fprintf(stderr, "popguard: %s: %s\n", path.c_str(),
+                 std::strerror(errno));
+    return 2;
+  }
+  popguard::monitor::ChainReport r = popguard::monitor::VerifyChain(fd);
+  close(fd);
+  if (r.intact) {
+    std::printf("chain intact: %llu records\n",
+                static_cast<unsigned long long>(r.records));
+    return 0;
+  }
+  std::printf("chain broken at line %llu: %s\n",
+              static_cast<unsigned long long>(r.line), r.why.c_str());
+  return 1;
 }
 
 // The classic detach: a new session, no terminal, "/" as the directory.
@@ -86,6 +117,7 @@ int main(int argc, char** argv) {
   using namespace popguard;
   Options opt;
   if (int rc = ParseOptions(argc, argv, &opt); rc >= 0) return rc;
+  if (!opt.verify_audit.empty()) return VerifyAudit(opt.verify_audit);
 
   auto config = LoadConfig(opt.config);
   if (!config) {
@@ -105,6 +137,14 @@ int main(int argc, char** argv) {
 
   InitLog("popguard", opt.foreground, FacilityFromName(config->syslog_facility),
           opt.debug);
+  auto audit = monitor::OpenAuditSinks(*config);
+  if (!audit) {
+    Log(LogLevel::kError, "{}", audit.error());
+    if (!opt.foreground)
+      std::fprintf(stderr, "popguard: %s\n", audit.error().c_str());
+    return 1;
+  }
+  monitor::InstallAuditSinks(std::move(*audit));
   auto rt = monitor::PrepareRuntime(*config);
   if (!rt) {
     Log(LogLevel::kError, "{}", rt.error());

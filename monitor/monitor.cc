@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 #include <openssl/rand.h>
 #include <poll.h>
+#include <seccomp.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -16,10 +17,12 @@
 
 #include "common/ipc.h"
 #include "common/log.h"
+#include "common/proxy.h"
 #include "common/secure.h"
 #include "front/front.h"
 #include "monitor/apop.h"
 #include "monitor/pam_auth.h"
+#include "monitor/penalty.h"
 #include "monitor/popauth_db.h"
 #include "monitor/spawn.h"
 #include "monitor/spool.h"
@@ -39,6 +42,13 @@ constexpr const char* kFailedText = "authentication failed";
 // The monitor gives the front this long beyond the login timeout it was
 // told to keep before it kills it.
 constexpr int kFrontGraceMs = 5000;
+
+// A balancer sends its PROXY header at once; the spec asks receivers to
+// wait at least 3 seconds (a TCP retransmit) before giving up.
+constexpr int kProxyHeaderMs = 5000;
+
+constexpr char kBannedText[] =
+    "too many failed logins from your address, try again later";
 
 enum class State { kAuth, kAwaitHandoff };
 
@@ -81,22 +91,35 @@ std::string_view FrontEnding(int status) {
     case front::kExitMonitor: return "front-error";
     case front::kExitConfine: return "front-confine-failed";
     case front::kExitTls: return "tls-failed";
+    case -1: return "front-killed";
     default: return "front-error";
   }
 }
 
 class Monitor {
  public:
-  Monitor(const Runtime& rt, int client, SessionFacts facts)
-      : rt_(rt), cfg_(rt.config), client_(client), facts_(std::move(facts)) {}
+  Monitor(const Runtime& rt, int client, SessionFacts facts, bool proxied)
+      : rt_(rt),
+        cfg_(rt.config),
+        client_(client),
+        facts_(std::move(facts)),
+        proxied_(proxied),
+        limits_(PenaltySettings::From(rt.config)) {}
+  ~Monitor();
 
   int Run();
 
  private:
+  bool ReadProxyHeader();
+  bool Admit();
+  void Refuse(std::string_view line);
+  bool BannedNow();
+  bool EndBanned(std::string_view user, std::string_view mech);
   bool StartFrontProcess();
   ipc::Hello MakeHello();
   bool ServeFront();
   bool Permitted(ipc::Type type);
+  bool NoteForbiddenCall(const ipc::Message& msg);
   bool Dispatch(ipc::Message& msg);
   bool AnswerPass(ipc::Message& msg);
   bool AnswerApop(const ipc::Message& msg);
@@ -132,14 +155,30 @@ class Monitor {
   Identity user_;
   std::string mech_;
   std::string pipelined_;
-  int relay_fd_ = -1;  // the worker's end of the TLS relay, on a TLS link
+  int relay_fd_ = -1;
+  bool proxied_;
+  // The shared penalty file (monitor/penalty.h), and this client's key in
+  // it (none for a peer without an IP address).
+  std::optional<PenaltyTable> penalties_;
+  std::optional<AddressKey> address_key_;
+  PenaltySettings limits_;
+  bool counted_ = false;  // a session slot holds this monitor
+  Clock::time_point login_deadline_;
+  std::string forbidden_call_;  // reported by a child its filter stopped  // the worker's end of the TLS relay, on a TLS link
   bool ended_ = false;
 };
 
+Monitor::~Monitor() {
+  if (counted_) (void)penalties_->Leave(getpid());
+}
+
 int Monitor::Run() {
+  if (proxied_ && !ReadProxyHeader()) return 0;
+  if (!Admit()) return 0;
   AuditConnect(facts_);
   link_.tls = facts_.tls;
   link_.client_addr = facts_.client_addr;
+  login_deadline_ = Clock::now() + std::chrono::seconds(cfg_.login_timeout_s);
   if (!StartFrontProcess()) {
     EndSession("front-start-failed", {});
     return 1;
@@ -157,6 +196,93 @@ int Monitor::Run() {
   RunWorker();
   if (relay_fd_ >= 0) ReapFront();
   return 0;
+}
+
+// The balancer's header names the client; until it has been read no
+// other process exists for the connection.  A LOCAL header (a health
+// check) leaves the balancer as the peer.
+bool Monitor::ReadProxyHeader() {
+  proxy::Header h;
+  std::string_view error;
+  if (!proxy::ReadHeader(client_, kProxyHeaderMs, &h, &error)) {
+    AuditRefused(facts_, "proxy-header", error);
+    return false;
+  }
+  if (h.local) return true;
+  facts_.proxy_addr = std::move(facts_.client_addr);
+  facts_.client_addr = h.source;
+  facts_.client_port = h.source_port;
+  // The balancer's word on TLS counts only if the admin says so, and not
+  // on a listener where the TLS is ours to do.
+  if (h.ssl && cfg_.proxy_trust_tls && !facts_.implicit_tls) {
+    facts_.tls = facts_.tls_by_proxy = true;
+    facts_.tls_protocol = Sanitize(h.ssl_version, 32);
+    facts_.tls_cipher = Sanitize(h.ssl_cipher, 64);
+  }
+  return true;
+}
+
+// Before the front is forked: a banned address, or one with too many
+// sessions, is told so in one line and closed.  Without the penalty file
+// nothing is served: the limits are not optional.
+bool Monitor::Admit() {
+  auto table = PenaltyTable::Open(cfg_.penalty_file);
+  if (!table) {
+    AuditRefused(facts_, "penalty-file", PenaltyErrorText(table.error()));
+    Refuse("-ERR [SYS/TEMP] server busy, try again later");
+    return false;
+  }
+  penalties_.emplace(std::move(*table));
+  address_key_ = KeyForAddress(facts_.client_addr);
+  if (!address_key_) return true;
+
+  auto a = penalties_->Admit(*address_key_, getpid(), limits_, PenaltyNow());
+  if (!a) {
+    AuditRefused(facts_, "penalty-file", PenaltyErrorText(a.error()));
+    Refuse("-ERR [SYS/TEMP] server busy, try again later");
+    return false;
+  }
+  using V = PenaltyTable::Admission::Verdict;
+  if (a->verdict == V::kBanned) {
+    AuditRefused(
+        facts_, "address-banned",
+        fmt::format("for {} more seconds", a->banned_until - PenaltyNow()));
+    Refuse(fmt::format("-ERR [SYS/TEMP] {}", kBannedText));
+    return false;
+  }
+  if (a->verdict == V::kTooManySessions) {
+    AuditRefused(facts_, "sessions-per-address",
+                 fmt::format("{} sessions, limit {}", a->sessions,
+                             limits_.max_sessions_per_address));
+    Refuse("-ERR [SYS/TEMP] too many sessions from your address");
+    return false;
+  }
+  counted_ = a->registered;
+  return true;
+}
+
+// A client of a POP3S listener expects a handshake, not a line: it is
+// only closed.
+void Monitor::Refuse(std::string_view line) {
+  if (facts_.implicit_tls) return;
+  std::string out = std::string(line) + "\r\n";
+  (void)!write(client_, out.data(), out.size());
+}
+
+// Another session from this address may have started a ban since this
+// one began; a credential is then not even checked.
+bool Monitor::BannedNow() {
+  if (!address_key_) return false;
+  auto until = penalties_->BannedUntil(*address_key_, limits_, PenaltyNow());
+  return until && until->has_value();
+}
+
+bool Monitor::EndBanned(std::string_view user, std::string_view mech) {
+  AuditAuth(facts_, user, mech, "refused", "address banned");
+  tried_user_ = std::string(user);
+  Verdict(ipc::AuthCode::kBanned, kBannedText);
+  EndSession("address-banned", {});
+  return true;
 }
 
 bool Monitor::StartFrontProcess() {
@@ -191,6 +317,8 @@ ipc::Hello Monitor::MakeHello() {
   hello.max_bad_commands = cfg_.max_bad_commands;
   hello.tls_available = rt_.tls && !link_.tls && !facts_.implicit_tls;
   hello.implicit_tls = facts_.implicit_tls && !link_.tls;
+  hello.login_delay_s = cfg_.login_delay_s;
+  hello.expire = cfg_.expire;
   return hello;
 }
 
@@ -232,6 +360,7 @@ bool Monitor::ServeFront() {
       EndSession("front-violation", {});
       return false;
     }
+    if (NoteForbiddenCall(*msg)) continue;
     bool handed_off = state_ == State::kAwaitHandoff;
     if (!Dispatch(*msg)) {
       kill(front_pid_, SIGKILL);
@@ -240,6 +369,17 @@ bool Monitor::ServeFront() {
     if (handed_off) return true;
     if (ended_) return false;
   }
+}
+
+// A child's filter stopped a call and the child reports which before it
+// dies; legal in any state, and it changes nothing but the record.
+bool Monitor::NoteForbiddenCall(const ipc::Message& msg) {
+  ipc::SandboxViolation v;
+  if (!ipc::Decode(msg, &v)) return false;
+  char* name = seccomp_syscall_resolve_num_arch(v.arch, static_cast<int>(v.syscall));
+  forbidden_call_ = name ? name : fmt::format("{}", v.syscall);
+  std::free(name);
+  return true;
 }
 
 bool Monitor::Permitted(ipc::Type type) {
@@ -316,16 +456,35 @@ bool Monitor::EligibleUser(const std::string& name, Identity* who,
   return true;
 }
 
-// Every failure answers no sooner than fail_delay after the request came,
-// times the number of failures so far: a guesser pays more each time, and
-// a fast "no such user" is not told apart from a slow hash.
+// Every failure answers no sooner than fail_delay * 2^(n-1) after the
+// request came, n counting the address's recent failures in every session
+// (monitor/penalty.h): a guesser pays more each time, also across
+// connections, and a fast "no such user" is not told apart from a slow
+// hash.  The wait ends at the login timeout, which the front keeps too.
 bool Monitor::Fail(std::string_view user, std::string_view mech,
                    std::string_view reason, Clock::time_point began) {
   failures_++;
   AuditAuth(facts_, user, mech, "fail", reason);
   tried_user_ = std::string(user);
-  auto delay = std::chrono::milliseconds(cfg_.fail_delay_ms) * failures_;
-  std::this_thread::sleep_until(began + delay);
+  auto delay = FailureDelay(limits_, failures_);
+  bool banned = false;
+  if (address_key_) {
+    auto f = penalties_->RecordFailure(*address_key_, limits_, PenaltyNow());
+    if (f) {
+      delay = std::max(delay, f->delay);
+      banned = f->banned_until != 0;
+      if (f->banned_now) AuditBan(facts_, f->failures, limits_.ban_time_s);
+    } else {
+      Log(LogLevel::kError, "penalty file {}: {}", cfg_.penalty_file,
+          PenaltyErrorText(f.error()));
+    }
+  }
+  std::this_thread::sleep_until(std::min(began + delay, login_deadline_));
+  if (banned) {
+    Verdict(ipc::AuthCode::kBanned, kBannedText);
+    EndSession("address-banned", {});
+    return true;
+  }
   if (failures_ >= cfg_.max_failures) {
     Verdict(ipc::AuthCode::kEndSession,
             std::string(kFailedText) + "; too many failures, closing");
@@ -336,11 +495,26 @@ bool Monitor::Fail(std::string_view user, std::string_view mech,
 }
 
 bool Monitor::Succeed(const Identity& who, std::string_view mech) {
+  // RFC 2449 LOGIN-DELAY, told only to a client that proved who it is.
+  if (cfg_.login_delay_s > 0) {
+    auto wait = penalties_->CheckLogin(who.name, limits_, PenaltyNow());
+    if (!wait) {
+      Log(LogLevel::kError, "penalty file {}: {}", cfg_.penalty_file,
+          PenaltyErrorText(wait.error()));
+    } else if (*wait > 0) {
+      AuditAuth(facts_, who.name, mech, "refused", "login delay");
+      return Verdict(ipc::AuthCode::kLoginDelay,
+                     fmt::format("wait {} more seconds before logging in "
+                                 "again",
+                                 *wait));
+    }
+  }
   AuditAuth(facts_, who.name, mech, "ok", "");
   user_ = who;
   mech_ = std::string(mech);
   state_ = State::kAwaitHandoff;
-  if (!link_.tls) return Verdict(ipc::AuthCode::kOk, "");
+  // TLS the balancer ended leaves a clear stream here: nothing to relay.
+  if (!link_.tls || facts_.tls_by_proxy) return Verdict(ipc::AuthCode::kOk, "");
 
   // The TLS session cannot leave the front, so the worker gets a plain
   // stream socket and the front relays; the front's end travels with the
@@ -379,6 +553,10 @@ bool Monitor::AnswerPass(ipc::Message& msg) {
     return Verdict(ipc::AuthCode::kRefused, kUseApop);
   }
 
+  if (BannedNow()) {
+    Wipe(req.password);
+    return EndBanned(req.user, mech);
+  }
   Identity who;
   std::string reason;
   if (!EligibleUser(req.user, &who, &reason)) {
@@ -411,6 +589,7 @@ bool Monitor::AnswerApop(const ipc::Message& msg) {
     return Verdict(ipc::AuthCode::kRefused, v.reason);
   }
 
+  if (BannedNow()) return EndBanned(req.user, "apop");
   Identity who;
   std::string reason;
   if (!EligibleUser(req.user, &who, &reason))
@@ -482,7 +661,8 @@ int Monitor::ReapFront() {
   }
   if (WIFSIGNALED(status)) {
     if (WTERMSIG(status) != SIGKILL || state_ != State::kAuth)
-      AuditChildKilled(facts_, "front", tried_user_, WTERMSIG(status));
+      AuditChildKilled(facts_, "front", tried_user_, WTERMSIG(status),
+                       forbidden_call_);
     return -1;
   }
   return WEXITSTATUS(status);
@@ -522,6 +702,8 @@ void Monitor::RunWorker() {
   init.pipelined = std::move(pipelined_);
   init.idle_timeout_s = cfg_.idle_timeout_s;
   init.max_bad_commands = cfg_.max_bad_commands;
+  init.login_delay_s = cfg_.login_delay_s;
+  init.expire = cfg_.expire;
 
   std::string how = "worker-error";
   if (pid > 0 && ipc::PassCredentials(sv[0]) && ipc::SendMessage(sv[0], init))
@@ -531,7 +713,8 @@ void Monitor::RunWorker() {
   while (pid > 0 && waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
   if (pid > 0 && WIFSIGNALED(status)) {
-    AuditChildKilled(facts_, "worker", user_.name, WTERMSIG(status));
+    AuditChildKilled(facts_, "worker", user_.name, WTERMSIG(status),
+                     forbidden_call_);
     how = "worker-killed";
   }
   EndSession(how, counts);
@@ -556,6 +739,7 @@ std::string Monitor::ServeWorker(int sock, pid_t pid,
       AuditViolation(facts_, "worker", "message from an unexpected sender");
       return "worker-violation";
     }
+    if (NoteForbiddenCall(*msg)) continue;
     ipc::SpoolRequest req;
     if (spool && ipc::Decode(*msg, &req)) {
       int fd = -1;
@@ -683,8 +867,9 @@ std::expected<Runtime, std::string> PrepareRuntime(const Config& config) {
   return rt;
 }
 
-int RunMonitor(const Runtime& rt, int client_fd, SessionFacts facts) {
-  Monitor m(rt, client_fd, std::move(facts));
+int RunMonitor(const Runtime& rt, int client_fd, SessionFacts facts,
+               bool proxy_protocol) {
+  Monitor m(rt, client_fd, std::move(facts), proxy_protocol);
   return m.Run();
 }
 

@@ -34,8 +34,12 @@ struct Runtime {
 std::expected<Runtime, std::string> PrepareRuntime(const Config& config);
 
 // Serves one connection to its end.  `client_fd` is the connection;
-// `facts` carries the addresses.  Returns the process exit status.
-int RunMonitor(const Runtime& rt, int client_fd, SessionFacts facts);
+// `facts` carries the addresses.  With `proxy_protocol` (a connection
+// from a trusted balancer on a proxy listener) the client's address is
+// read first from a PROXY header (common/proxy.h).  Returns the process
+// exit status.
+int RunMonitor(const Runtime& rt, int client_fd, SessionFacts facts,
+               bool proxy_protocol = false);
 
 // Fills the address fields of `facts` from a connected socket and makes a
 // fresh session id.
