@@ -1,6 +1,6 @@
 #include "common/pop3.h"
 
-#include <openssl/crypto.h>
+#include <string.h>
 
 #include <algorithm>
 #include <charconv>
@@ -18,7 +18,7 @@ constexpr std::size_t kMaxVerbName = 16;
 
 // Overwrites the bytes of s in [from, s.size()) and shrinks s to `from`.
 void CleanseTail(std::string& s, std::size_t from) {
-  if (from < s.size()) OPENSSL_cleanse(s.data() + from, s.size() - from);
+  if (from < s.size()) explicit_bzero(s.data() + from, s.size() - from);
   s.resize(from);
 }
 

@@ -1,11 +1,13 @@
 #include "common/secure.h"
 
-#include <openssl/crypto.h>
+#include <string.h>
 
 namespace popguard {
 
 void Wipe(std::string& s) {
-  if (!s.empty()) OPENSSL_cleanse(s.data(), s.size());
+  // glibc promises not to elide explicit_bzero; the worker, which links
+  // this, stays free of libcrypto.
+  if (!s.empty()) explicit_bzero(s.data(), s.size());
   s.clear();
 }
 

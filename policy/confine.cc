@@ -11,11 +11,11 @@
 
 #include <fmt/format.h>
 
-#include "common/ipc.h"
-#include <csignal>
 #include <cerrno>
+#include <csignal>
 #include <cstdint>
 #include <cstring>
+#include "common/ipc.h"
 
 namespace popguard::policy {
 
@@ -78,7 +78,10 @@ void OnForbiddenCall(int, siginfo_t* info, void*) {
   std::memcpy(msg, &type, sizeof type);
   std::memcpy(msg + sizeof type, &nr, sizeof nr);
   std::memcpy(msg + sizeof type + sizeof nr, &arch, sizeof arch);
-  send(report_fd, msg, sizeof msg, MSG_NOSIGNAL);
+  // write(), which every filter allows; on a SOCK_SEQPACKET socket it
+  // sends one message.
+  ssize_t sent = write(report_fd, msg, sizeof msg);
+  (void)sent;
   // SIGSYS is blocked while this handler runs; the kernel meets a second
   // forbidden call by restoring the default action and killing us.
   syscall(info->si_syscall, 0, 0, 0, 0, 0, 0);

@@ -2,7 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
-#include <openssl/evp.h>
+#include <md5.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -34,12 +34,16 @@ bool IsValidUidl(std::string_view s) {
                      [](char c) { return c >= 0x21 && c <= 0x7e; });
 }
 
-// Empty if OpenSSL cannot digest (MD5 disabled by a FIPS configuration).
+// MD5 from libmd, not OpenSSL: the worker is exec'd for every session, and
+// libcrypto alone would double its start-up work and its memory.
 std::string HexMd5(std::string_view data) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  if (!EVP_Digest(data.data(), data.size(), md, &len, EVP_md5(), nullptr))
-    return {};
+  unsigned char md[MD5_DIGEST_LENGTH];
+  MD5_CTX ctx;
+  MD5Init(&ctx);
+  MD5Update(&ctx, reinterpret_cast<const std::uint8_t*>(data.data()),
+            data.size());
+  MD5Final(md, &ctx);
+  unsigned int len = MD5_DIGEST_LENGTH;
   static constexpr char kHex[] = "0123456789abcdef";
   std::string out;
   for (unsigned int i = 0; i < len; i++) {
@@ -104,8 +108,6 @@ class FileStream final : public MessageStream {
 };
 
 }  // namespace
-
-void Maildir::Preload() { HexMd5("popguard"); }
 
 std::string_view Maildir::UniquePart(std::string_view name) {
   // ':' starts the info part in the Maildir specification; '!' is the

@@ -64,10 +64,6 @@ class Maildir final : public Mailbox {
       std::size_t i) override;
   CommitResult Commit(std::span<const std::size_t> doomed) override;
 
-  // Runs the one-time initialisation of what Open and Uidl use (OpenSSL's
-  // digest provider, which reads openssl.cnf) so that it happens before
-  // the sandbox is installed, not on first use inside it.
-  static void Preload();
 
   // The unique part of a Maildir file name (exposed for tests).
   static std::string_view UniquePart(std::string_view name);

@@ -19,14 +19,17 @@
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <optional>
 #include <string_view>
+#include <vector>
 
 #include "common/ipc.h"
 #include "policy/confine.h"
+#include "policy/landlock.h"
 #include "policy/worker_policy.h"
 #include "worker/maildir.h"
 #include "worker/mbox.h"
@@ -73,7 +76,24 @@ void PrepareClient() {
   if (flags >= 0) fcntl(kClientFd, F_SETFL, flags | O_NONBLOCK);
 }
 
-std::expected<void, std::string> Confine(ipc::MailboxFormat format) {
+// Landlock: of the whole filesystem, the worker reaches its own mailbox
+// (the Maildir tree, or the one mbox file) and nothing else; the rewrite's
+// temporary file comes as a descriptor from the monitor.  A mailbox that
+// does not exist yet gets no rule, and so nothing is reachable at all.
+std::expected<void, std::string> RestrictToMailbox(const std::string& path) {
+  std::vector<policy::PathRule> rules;
+  int fd = open(path.c_str(), O_PATH | O_CLOEXEC);
+  struct stat st;
+  if (fd >= 0 && fstat(fd, &st) == 0)
+    rules.push_back({fd, S_ISDIR(st.st_mode), true});
+  auto r = policy::RestrictToPaths(rules);
+  if (fd >= 0) close(fd);
+  if (!r) return std::unexpected(r.error());
+  return {};
+}
+
+std::expected<void, std::string> Confine(const ipc::WorkerInit& init) {
+  ipc::MailboxFormat format = init.format;
   // A client that closes during a response must end the session through
   // a failed write, not a signal.
   signal(SIGPIPE, SIG_IGN);
@@ -86,8 +106,8 @@ std::expected<void, std::string> Confine(ipc::MailboxFormat format) {
   if (format == ipc::MailboxFormat::kMaildir) {
     if (auto r = policy::LimitResource(RLIMIT_FSIZE, 0); !r) return r;
   }
-  Maildir::Preload();
-  return policy::InstallSeccomp(policy::WorkerSyscallGroups());
+  if (auto r = RestrictToMailbox(init.mailbox); !r) return r;
+  return policy::InstallSeccomp(policy::WorkerSyscallGroups(), kMonitorFd);
 }
 
 void Answer(std::string_view line) {
@@ -138,7 +158,7 @@ int Run() {
 
   // 2. Confine, before the mailbox or any client byte is touched.
   PrepareClient();
-  if (auto r = Confine(init->format); !r) {
+  if (auto r = Confine(*init); !r) {
     Answer("-ERR [SYS/TEMP] server error, try again later\r\n");
     return kExitConfineFailed;
   }

@@ -1,7 +1,7 @@
 #include "worker/mbox.h"
 
 #include <fcntl.h>
-#include <openssl/evp.h>
+#include <md5.h>
 #include <poll.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -167,8 +167,7 @@ std::string Hex(const unsigned char* p, std::size_t n) {
 // Builds one message's entry from the pieces the scan hands it.
 class MessageBuilder {
  public:
-  MessageBuilder() : md_(EVP_MD_CTX_new()) {}
-  ~MessageBuilder() { EVP_MD_CTX_free(md_); }
+  MessageBuilder() = default;
   MessageBuilder(const MessageBuilder&) = delete;
   MessageBuilder& operator=(const MessageBuilder&) = delete;
 
@@ -180,7 +179,8 @@ class MessageBuilder {
     in_header_ = true;
     skip_field_ = false;
     pending_blank_.reset();
-    return md_ && EVP_DigestInit_ex(md_, EVP_md5(), nullptr);
+    MD5Init(&md_);
+    return true;
   }
 
   void Feed(const PieceReader::Piece& p) {
@@ -216,10 +216,8 @@ class MessageBuilder {
     if (in_from_line_) entry_.body = end;
     entry_.end = pending_blank_.value_or(end);
     entry_.size = sizer_.Finish();
-    unsigned int len = 0;
-    if (!EVP_DigestFinal_ex(md_, entry_.digest.data(), &len) ||
-        len != entry_.digest.size())
-      return false;
+    static_assert(sizeof entry_.digest == MD5_DIGEST_LENGTH);
+    MD5Final(entry_.digest.data(), &md_);
     if (entry_.uidl.empty())
       entry_.uidl = Hex(entry_.digest.data(), entry_.digest.size());
     *out = std::move(entry_);
@@ -248,13 +246,14 @@ class MessageBuilder {
   void Digest(std::string_view s) {
     for (;;) {
       std::size_t cr = s.find('\r');
-      EVP_DigestUpdate(md_, s.data(), std::min(cr, s.size()));
+      MD5Update(&md_, reinterpret_cast<const std::uint8_t*>(s.data()),
+                std::min(cr, s.size()));
       if (cr == std::string_view::npos) return;
       s.remove_prefix(cr + 1);
     }
   }
 
-  EVP_MD_CTX* md_;
+  MD5_CTX md_;  // libmd: see HexMd5 in maildir.cc for why not OpenSSL
   Mbox::Entry entry_;
   MessageSizer sizer_;
   bool in_from_line_ = false;
@@ -471,12 +470,20 @@ CommitProblem Mbox::Rewrite(std::span<const std::size_t> doomed) {
 
   UniqueFd temp = spool_->CreateTemp();
   if (!temp.valid()) return CommitProblem::kIo;
-  if (!CopyTo(temp.get(), doomed) || fsync(temp.get()) < 0 ||
-      !spool_->CommitTemp()) {
+  if (!CopyTo(temp.get(), doomed) || fsync(temp.get()) < 0) {
     spool_->DiscardTemp();
     return CommitProblem::kIo;
   }
-  return CommitProblem::kNone;
+  if (spool_->CommitTemp()) return CommitProblem::kNone;
+  // The rename is the commit.  A monitor killed after it and before its
+  // reply has committed all the same, and the client must not be told
+  // that nothing was deleted: the name shows which file it holds.
+  struct stat ours;
+  if (fstat(temp.get(), &ours) == 0 && stat(path_.c_str(), &named) == 0 &&
+      named.st_dev == ours.st_dev && named.st_ino == ours.st_ino)
+    return CommitProblem::kNone;
+  spool_->DiscardTemp();
+  return CommitProblem::kIo;
 }
 
 // Writes the prefix, every kept message with the separator after it, and

@@ -58,7 +58,9 @@
 // copied into a temporary file the monitor made beside the mailbox (with
 // the mailbox's owner, group and mode), the file is fsynced, and the monitor
 // renames it over the mailbox and fsyncs the directory.  At every instant
-// the name refers to the complete old file or the complete new one.
+// the name refers to the complete old file or the complete new one.  The
+// rename is the commit: if the monitor's answer is lost (it was killed),
+// the name says whether it happened, and the client is told accordingly.
 //
 // Agents that take the dotlock before opening the mailbox (Postfix 3,
 // procmail) or that check, once locked, that the name still refers to the

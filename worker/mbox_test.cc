@@ -355,6 +355,36 @@ TEST_F(MboxTest, FailedRenameLeavesTheMailboxAndNoTemporaryFile) {
   EXPECT_FALSE(std::filesystem::exists(box_.path() + ".popguard.test"));
 }
 
+// The monitor renames, then dies before it answers: the reply is lost.
+class ReplyLostSpool final : public Spool {
+ public:
+  explicit ReplyLostSpool(LocalSpool& inner) : inner_(inner) {}
+  bool Lock() override { return inner_.Lock(); }
+  void Unlock() override { inner_.Unlock(); }
+  UniqueFd CreateTemp() override { return inner_.CreateTemp(); }
+  bool CommitTemp() override {
+    inner_.CommitTemp();
+    return false;
+  }
+  void DiscardTemp() override { inner_.DiscardTemp(); }
+
+ private:
+  LocalSpool& inner_;
+};
+
+TEST_F(MboxTest, RenameWhoseReplyIsLostCountsAsCommitted) {
+  box_.Write(Mboxrd({"S: 1\n\na\n", "S: 2\n\nb\n"}));
+  ReplyLostSpool spool(spool_);
+  auto mb = Mbox::Open(box_.path(), spool);
+  ASSERT_TRUE(mb.has_value());
+  std::size_t doomed[] = {0};
+  CommitResult r = (*mb)->Commit(doomed);
+  EXPECT_EQ(r.problem, CommitProblem::kNone);
+  EXPECT_EQ(r.removed, 1u);
+  EXPECT_EQ(r.failed, 0u);
+  EXPECT_EQ(box_.Read(), Mboxrd({"S: 2\n\nb\n"}));
+}
+
 TEST_F(MboxTest, RetrOfAMessageMovedByAnotherClientIsGone) {
   box_.Write(Mboxrd({"S: 1\n\na\n", "S: 2\n\nb\n"}));
   auto mb = Open();

@@ -1,5 +1,9 @@
 #include "worker/session.h"
 
+#ifdef POPGUARD_TEST_HOOKS
+#include "policy/test_hooks.h"
+#endif
+
 #include <fmt/format.h>
 #include <poll.h>
 #include <unistd.h>
@@ -178,6 +182,13 @@ bool Session::HandleLine(std::string_view line) {
 
 bool Session::Dispatch(const pop3::Command& cmd) {
   using pop3::Verb;
+#ifdef POPGUARD_TEST_HOOKS
+  if (cmd.name == "XFORBID" && !cmd.args.empty()) {
+    Err(policy::AttemptForbidden(cmd.args[0],
+                                 cmd.args.size() > 1 ? cmd.args[1] : ""));
+    return true;
+  }
+#endif
   switch (cmd.verb) {
     case Verb::kStat: return Stat(cmd);
     case Verb::kList: return List(cmd);

@@ -2,6 +2,7 @@
 
 import os
 import pathlib
+import shutil
 import socket
 import ssl
 import subprocess
@@ -27,12 +28,38 @@ FORBIDDEN = {
 }
 
 
+WORKER_HOOKS = harness.BUILD / "worker" / "popguard-worker-test-hooks"
+
+
 @pytest.fixture
-def hooks_daemon(start_daemon, monkeypatch):
-  if not HOOKS.exists():
-    pytest.fail(f"{HOOKS} is missing; build first")
+def hooks_daemon(start_daemon, monkeypatch, shared_worker):
+  for binary in (HOOKS, WORKER_HOOKS):
+    if not binary.exists():
+      pytest.fail(f"{binary} is missing; build first")
+  # The worker runs as the mail user: it needs a copy where that user can
+  # execute it, beside the shared ordinary worker.
+  worker = shared_worker.parent / WORKER_HOOKS.name
+  shutil.copy2(WORKER_HOOKS, worker)
+  worker.chmod(0o755)
   monkeypatch.setattr(harness, "POPGUARD", HOOKS)
-  return start_daemon()
+  return start_daemon({"privsep": {"worker_path": str(worker)}})
+
+
+def _logged_in(daemon):
+  client = daemon.pop3()
+  client.user(harness.MAIL_USER)
+  client.pass_(harness.MAIL_PASSWORD)
+  return client
+
+
+def _worker_attempt(daemon, what):
+  """The worker's answer to XFORBID, or None if the connection died."""
+  client = _logged_in(daemon)
+  client._putcmd("XFORBID " + what)
+  try:
+    return client._getline()[0].decode()
+  except (EOFError, ConnectionError, harness.poplib.error_proto):
+    return None
 
 
 @pytest.mark.parametrize("what", sorted(FORBIDDEN))
@@ -155,3 +182,57 @@ def test_live_processes_run_confined_and_only_monitors_hold_root(
   assert len(monitors) == 1, roots
   assert int(roots[monitors[0]]["PPid"]) == d.pid
   client.quit()
+
+
+# The worker runs as the mail user under Landlock and seccomp.  Calls the
+# filter forbids kill it; files outside its mailbox are out of reach.
+WORKER_KILLED = {
+    "execve": "execve",
+    "socket": "socket",
+    "connect": "connect",
+    "ptrace": "ptrace",
+    "fork": "clone",
+}
+
+
+@pytest.mark.parametrize("what", sorted(WORKER_KILLED))
+def test_worker_killed_by_sigsys_on_forbidden_call(hooks_daemon, what):
+  assert _worker_attempt(hooks_daemon, what) is None
+  hooks_daemon.wait_record("child-killed", process="worker", signal="SIGSYS",
+                           syscall=WORKER_KILLED[what],
+                           user=harness.MAIL_USER)
+  hooks_daemon.wait_record("end", reason="worker-killed")
+
+
+def _other_users_message():
+  other = harness.home_of(harness.OTHER_USER) / "Maildir"
+  harness.fill_maildir(harness.OTHER_USER)
+  return next((other / "cur").iterdir())
+
+
+@pytest.mark.parametrize("what", [
+    "read /etc/shadow",
+    "read {popauth}",
+    "read {popauth_key}",
+    "read {other_message}",
+    "write /tmp/popguard-worker-escape",
+    "write {home}/outside-the-maildir",
+])
+def test_worker_cannot_reach_files_outside_its_mailbox(hooks_daemon, config,
+                                                       what):
+  target = what.format(
+      popauth=config["auth"]["popauth_file"],
+      popauth_key=config["auth"]["popauth_key"],
+      other_message=_other_users_message(),
+      home=harness.home_of(harness.MAIL_USER))
+  answer = _worker_attempt(hooks_daemon, target)
+  assert answer == "-ERR EACCES", answer
+  path = pathlib.Path(target.split(" ", 1)[1])
+  if target.startswith("write"):
+    assert not path.exists()
+
+
+def test_worker_reaches_its_own_mailbox(hooks_daemon):
+  maildir = harness.home_of(harness.MAIL_USER) / "Maildir"
+  own = next((maildir / "cur").iterdir())
+  assert _worker_attempt(hooks_daemon, f"read {own}") == "-ERR allowed"
