@@ -8,7 +8,7 @@
 // from balancers the admin listed.  The parser is strict: a header that
 // is not exactly as specified ends the connection, since the receiver
 // must not guess (spec section 2).  It is a pure function over bytes, so
-// that unit tests and a fuzzer (common/proxy_fuzz.cc) can drive it.
+// that unit tests and a fuzzer (tests/fuzz/proxy_fuzz.cc) can drive it.
 //
 //   v1: "PROXY TCP4 192.0.2.1 198.51.100.1 56324 110\r\n", at most 107
 //       bytes; "PROXY UNKNOWN ..." means "use the real peer".
