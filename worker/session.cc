@@ -133,6 +133,12 @@ bool Session::Flush() {
   if (out_.empty()) return true;
   bool sent = sink_.Send(out_);
   flushes_++;
+  if (sent) {
+    summary_.octets += unflushed_octets_;
+    summary_.retrieved += unflushed_retrieved_;
+  }
+  unflushed_octets_ = 0;
+  unflushed_retrieved_ = 0;
   out_.clear();
   // A large RETR grew the buffer; an idle session should not keep it.
   if (out_.capacity() > 2 * kFlushThreshold) std::string().swap(out_);
@@ -355,8 +361,10 @@ bool Session::SendMessage(std::size_t i,
   encoder.Finish(&out_);
   octets += out_.size() - before - 3;  // the ".\r\n" is not body
 
-  summary_.octets += octets;
-  if (!body_lines) summary_.retrieved++;
+  // Counted once the last of it has left in a flush (Flush), so that the
+  // session's record never claims a message the client did not get.
+  unflushed_octets_ += octets;
+  if (!body_lines) unflushed_retrieved_++;
   return true;
 }
 

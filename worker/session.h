@@ -129,6 +129,9 @@ class Session {
   std::uint64_t flushes_ = 0;  // how often out_ was sent
   std::optional<ipc::EndReason> end_;
   ipc::SessionEnd summary_;
+  // RETR and TOP output still in out_: added to summary_ when flushed.
+  std::uint64_t unflushed_octets_ = 0;
+  std::uint32_t unflushed_retrieved_ = 0;
 };
 
 // Runs the session on a connected stream until it ends: first the lines in
