@@ -4,6 +4,7 @@
 // user: a user cannot steer these calls at another file.
 #include "monitor/spool.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <openssl/rand.h>
 #include <signal.h>
@@ -156,11 +157,35 @@ void SpoolService::RemoveLock() {
   lock_fd_ = -1;
 }
 
+// A session killed between making its temporary file and the rename
+// leaves a full copy of the mailbox behind.  Whoever holds the dotlock and
+// the mailbox's one-session lock is the only popguard that can be
+// committing, so any such file of this mailbox's user is a leftover.
+void SpoolService::RemoveLeftoverTemps() {
+  int d = fcntl(dir_, F_DUPFD_CLOEXEC, 0);
+  DIR* dir = d >= 0 ? fdopendir(d) : nullptr;
+  if (!dir) {
+    if (d >= 0) close(d);
+    return;
+  }
+  std::string prefix = name_ + ".popguard.";
+  while (dirent* e = readdir(dir)) {
+    std::string_view n = e->d_name;
+    if (!n.starts_with(prefix) || n.size() != prefix.size() + 16) continue;
+    struct stat st;
+    if (fstatat(dir_, e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+        S_ISREG(st.st_mode) && st.st_uid == owner_.uid)
+      unlinkat(dir_, e->d_name, 0);
+  }
+  closedir(dir);
+}
+
 ipc::SpoolReply SpoolService::CreateTemp(int* fd) {
   if (!locked_) return Fail("the dotlock is not held");
   if (!temp_.empty()) return Fail("a temporary file exists already");
   auto box = CheckMailbox();
   if (!box) return Fail("mailbox is not a file of its user");
+  RemoveLeftoverTemps();
   unsigned char rnd[8];
   if (RAND_bytes(rnd, sizeof rnd) != 1) return Fail("no random bytes");
   std::string name = name_ + ".popguard.";

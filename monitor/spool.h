@@ -53,6 +53,7 @@ class SpoolService {
   // once.
   bool BreakStaleLock();
   void RemoveLock();
+  void RemoveLeftoverTemps();
   ipc::SpoolReply CreateTemp(int* fd);
   ipc::SpoolReply CommitTemp();
   void RemoveTemp();

@@ -164,6 +164,20 @@ TEST_F(SpoolTest, DiscardRemovesTheTempAndLeavesTheMailbox) {
   EXPECT_EQ(Get(box_), "From a  Mon Jan  1 00:00:00 2024\n\nold\n\n");
 }
 
+TEST_F(SpoolTest, TempOfAKilledSessionIsRemovedByTheNext) {
+  std::string leftover = box_ + ".popguard.0123456789abcdef";
+  std::string unrelated = box_ + ".popguard.keep";
+  Put(leftover, "a copy of the mailbox");
+  Put(unrelated, "not ours");
+  ASSERT_EQ(chown(leftover.c_str(), who_.uid, who_.gid), 0);
+  SpoolService s(box_, who_);
+  ASSERT_TRUE(Do(s, ipc::SpoolOp::kLock));
+  ASSERT_TRUE(Do(s, ipc::SpoolOp::kCreateTemp));
+  EXPECT_FALSE(Exists(leftover));
+  EXPECT_TRUE(Exists(unrelated));
+  ASSERT_TRUE(Do(s, ipc::SpoolOp::kDiscardTemp));
+}
+
 TEST_F(SpoolTest, TempIsRefusedWithoutTheLock) {
   SpoolService s(box_, who_);
   EXPECT_FALSE(Do(s, ipc::SpoolOp::kCreateTemp));

@@ -23,9 +23,10 @@ std::span<const SyscallGroup> FrontSyscallGroups() {
        {"close", "fstat", "newfstatat", "fcntl", "getsockopt", "setsockopt",
         "getpeername", "getsockname"}},
       {"process",
-       "leave, and return from a signal handler",
-       {"exit", "exit_group", "rt_sigreturn", "rt_sigprocmask", "getpid",
-        "futex"}},
+       "leave; return from a signal handler; resume a call that a stop "
+       "(SIGSTOP, a frozen cgroup) interrupted",
+       {"exit", "exit_group", "rt_sigreturn", "restart_syscall",
+        "rt_sigprocmask", "getpid", "futex"}},
   };
   return kGroups;
 }

@@ -26,8 +26,9 @@ std::span<const SyscallGroup> WorkerSyscallGroups() {
        "end the process when the session is over",
        {"exit_group", "exit"}},
       {"signal-return",
-       "return from a signal handler the kernel set up",
-       {"rt_sigreturn"}},
+       "return from a signal handler the kernel set up; resume a call "
+       "that a stop (SIGSTOP, a frozen cgroup) interrupted",
+       {"rt_sigreturn", "restart_syscall"}},
       {"memory",
        "malloc grows the heap with brk and maps large buffers",
        {"brk", "mmap", "munmap", "mremap", "madvise"}},
