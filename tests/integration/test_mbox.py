@@ -1,0 +1,84 @@
+"""mbox in the mail spool: STAT, RETR byte-exact, DELE at QUIT only."""
+
+import os
+import pathlib
+import pwd
+import grp
+
+import pytest
+
+import harness
+
+
+def mbox_text(bodies):
+  out = b""
+  for i, body in enumerate(bodies):
+    out += b"From sender@example.org Tue Nov 14 22:13:2%d 2023\n" % i
+    out += body + b"\n"
+  return out
+
+
+@pytest.fixture
+def mbox(accounts):
+  """/var/mail/USER holding the three test messages, owned by the user."""
+  pw = pwd.getpwnam(harness.MAIL_USER)
+  path = pathlib.Path("/var/mail") / harness.MAIL_USER
+  path.write_bytes(mbox_text(harness.message_bodies()))
+  try:
+    gid = grp.getgrnam("mail").gr_gid
+  except KeyError:
+    gid = pw.pw_gid
+  os.chown(path, pw.pw_uid, gid)
+  path.chmod(0o660)
+  yield path
+  for p in (path, path.with_name(path.name + ".lock")):
+    if p.exists():
+      p.unlink()
+
+
+@pytest.fixture
+def mbox_daemon(start_daemon, mbox):
+  return start_daemon({"mailbox": {"format": "mbox"}})
+
+
+def login(daemon):
+  p = daemon.pop3()
+  p.user(harness.MAIL_USER)
+  p.pass_(harness.MAIL_PASSWORD)
+  return p
+
+
+def test_stat_and_retr_match_the_messages(mbox_daemon):
+  p = login(mbox_daemon)
+  count, _ = p.stat()
+  assert count == 3
+  for n, body in enumerate(harness.message_bodies(), start=1):
+    _, lines, _ = p.retr(n)
+    assert b"\r\n".join(lines) + b"\r\n" == harness.wire(body)
+  p.quit()
+
+
+def test_dele_then_quit_rewrites_the_mbox(mbox_daemon, mbox):
+  p = login(mbox_daemon)
+  _, uidls, _ = p.uidl()
+  p.dele(2)
+  p.quit()
+  bodies = harness.message_bodies()
+  text = mbox.read_bytes()
+  assert bodies[1] not in text
+  assert bodies[0] in text and bodies[2] in text
+  p = login(mbox_daemon)
+  assert p.stat()[0] == 2
+  _, after, _ = p.uidl()
+  kept = {u.split()[1] for u in uidls} - {uidls[1].split()[1]}
+  assert {u.split()[1] for u in after} == kept
+  p.quit()
+
+
+def test_drop_deletes_nothing(mbox_daemon, mbox):
+  before = mbox.read_bytes()
+  p = login(mbox_daemon)
+  p.dele(1)
+  p.close()
+  mbox_daemon.wait_record("end", user=harness.MAIL_USER)
+  assert mbox.read_bytes() == before
