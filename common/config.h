@@ -117,7 +117,8 @@ struct Config {
   std::string front_user = "popguard";  // the unprivileged login user
   std::string empty_dir = "/var/lib/popguard/empty";  // the front's root
   std::string worker_path;
-  LandlockSetting landlock = LandlockSetting::kBestEffort;  // default: the installed popguard-worker
+  LandlockSetting landlock =
+      LandlockSetting::kBestEffort;  // default: the installed popguard-worker
 
   // [log]
   std::string syslog_facility = "mail";

@@ -33,8 +33,8 @@ enum class Type : std::uint16_t {
   kSessionEnd = 7,  // worker -> monitor: how the session ended
   kRefusal = 8,     // front -> monitor: a mechanism the Hello ruled out
   kTlsResult = 9,   // front -> monitor: how a TLS handshake went
-  kSpoolRequest = 10,  // worker -> monitor: a spool operation (mbox)
-  kSpoolReply = 11,    // monitor -> worker: its result, maybe a descriptor
+  kSpoolRequest = 10,      // worker -> monitor: a spool operation (mbox)
+  kSpoolReply = 11,        // monitor -> worker: its result, maybe a descriptor
   kSandboxViolation = 12,  // front or worker -> monitor: a call the filter
                            // stopped; the sender is about to die by SIGSYS
 };

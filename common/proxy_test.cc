@@ -318,7 +318,8 @@ TEST(ProxyV2Test, AcceptsTheLongestBody) {
 
 // Whatever the bytes, the parser ends in one of its three states, never
 // claims more bytes than it was given, and never asks for more than the
-// longest header.  The same check, run by libFuzzer, is tests/fuzz/proxy_fuzz.cc.
+// longest header.  The same check, run by libFuzzer, is
+// tests/fuzz/proxy_fuzz.cc.
 TEST(ProxyFuzzTest, RandomMutationsKeepTheInvariants) {
   std::mt19937 rng(20240601);
   const std::string seeds[] = {

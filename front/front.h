@@ -19,8 +19,8 @@ struct FrontParams {
   int monitor_fd = -1;  // SOCK_SEQPACKET to the monitor
   uid_t uid = 0;        // the unprivileged login user
   gid_t gid = 0;
-  std::string empty_dir;          // becomes the root directory
-  SSL_CTX* tls = nullptr;         // the server context, if TLS is configured
+  std::string empty_dir;   // becomes the root directory
+  SSL_CTX* tls = nullptr;  // the server context, if TLS is configured
 };
 
 // How the front ended, as its exit status, for the monitor's record.

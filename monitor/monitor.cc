@@ -164,7 +164,9 @@ class Monitor {
   PenaltySettings limits_;
   bool counted_ = false;  // a session slot holds this monitor
   Clock::time_point login_deadline_;
-  std::string forbidden_call_;  // reported by a child its filter stopped  // the worker's end of the TLS relay, on a TLS link
+  std::string
+      forbidden_call_;  // reported by a child its filter stopped  // the
+                        // worker's end of the TLS relay, on a TLS link
   bool ended_ = false;
 };
 
@@ -376,7 +378,8 @@ bool Monitor::ServeFront() {
 bool Monitor::NoteForbiddenCall(const ipc::Message& msg) {
   ipc::SandboxViolation v;
   if (!ipc::Decode(msg, &v)) return false;
-  char* name = seccomp_syscall_resolve_num_arch(v.arch, static_cast<int>(v.syscall));
+  char* name =
+      seccomp_syscall_resolve_num_arch(v.arch, static_cast<int>(v.syscall));
   forbidden_call_ = name ? name : fmt::format("{}", v.syscall);
   std::free(name);
   return true;

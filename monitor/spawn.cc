@@ -3,9 +3,9 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
-#include <signal.h>
 #include <selinux/context.h>
 #include <selinux/selinux.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <climits>

@@ -64,7 +64,6 @@ class Maildir final : public Mailbox {
       std::size_t i) override;
   CommitResult Commit(std::span<const std::size_t> doomed) override;
 
-
   // The unique part of a Maildir file name (exposed for tests).
   static std::string_view UniquePart(std::string_view name);
 

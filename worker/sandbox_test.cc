@@ -33,7 +33,7 @@ pid_t StartConfined(const std::function<int()>& fn) {
   pid_t pid = fork();
   if (pid == 0) {
     if (!policy::HardenProcess()) _exit(100);
-      if (!policy::InstallSeccomp(policy::WorkerSyscallGroups())) _exit(101);
+    if (!policy::InstallSeccomp(policy::WorkerSyscallGroups())) _exit(101);
     _exit(fn());
   }
   return pid;
