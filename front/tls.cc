@@ -49,6 +49,9 @@ std::expected<SslCtxPtr, std::string> MakeServerContext(const TlsSettings& s) {
                                      SSL_OP_NO_COMPRESSION | SSL_OP_NO_TICKET |
                                      SSL_OP_CIPHER_SERVER_PREFERENCE);
   SSL_CTX_set_session_cache_mode(ctx.get(), SSL_SESS_CACHE_OFF);
+  // TLS 1.3 sends stateful tickets even with SSL_OP_NO_TICKET; with no
+  // cache they could never be used.
+  SSL_CTX_set_num_tickets(ctx.get(), 0);
   SSL_CTX_set_mode(ctx.get(), SSL_MODE_AUTO_RETRY);
 
   if (!s.ciphers.empty() &&

@@ -622,6 +622,11 @@ bool Monitor::AnswerRefusal(const ipc::Message& msg) {
     v = policy::ApopAllowed(cfg_, link_);
   else
     return false;
+  // APOP allowed on the link but no challenge to answer: the greeting
+  // went out in clear text, before STLS, when APOP was not allowed yet.
+  if (req.mechanism == "apop" && v.allowed && challenge_.empty())
+    v = {false,
+         "APOP needs a challenge sent over TLS; use the POP3S port for APOP"};
   // The front only reports what the Hello ruled out; a report of an
   // allowed mechanism means the front is not the code we started.
   if (v.allowed) return false;
