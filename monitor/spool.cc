@@ -110,26 +110,35 @@ std::optional<struct stat> SpoolService::CheckMailbox() const {
 ipc::SpoolReply SpoolService::Lock() {
   if (locked_) return Ok();
   if (!CheckMailbox()) return Fail("mailbox is not a file of its user");
-  for (int attempt = 0; attempt < kLockAttempts; attempt++) {
-    int fd = openat(dir_, lock_name_.c_str(),
-                    O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
-    if (fd >= 0) {
-      // Our pid: the monitor holds the lock for the worker and outlives it.
-      std::string pid = fmt::format("{}\n", getpid());
-      if (write(fd, pid.data(), pid.size()) !=
-          static_cast<ssize_t>(pid.size())) {
-        close(fd);
-        unlinkat(dir_, lock_name_.c_str(), 0);
-        return Fail("cannot write the dotlock");
-      }
+
+  // The lock appears with our pid already in it: written to a private
+  // name first, then linked into place.  Created empty and written after,
+  // a monitor killed in between would leave an empty lock that nobody can
+  // judge stale until it is old.  Our pid: the monitor holds the lock for
+  // the worker and outlives it.
+  std::string temp = fmt::format("{}.{}.tmp", lock_name_, getpid());
+  unlinkat(dir_, temp.c_str(), 0);
+  int fd = openat(dir_, temp.c_str(),
+                  O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+  if (fd < 0) return Fail("cannot create the dotlock");
+  std::string pid = fmt::format("{}\n", getpid());
+  bool written =
+      write(fd, pid.data(), pid.size()) == static_cast<ssize_t>(pid.size());
+  bool busy = false;
+  for (int attempt = 0; written && attempt < kLockAttempts; attempt++) {
+    if (linkat(dir_, temp.c_str(), dir_, lock_name_.c_str(), 0) == 0) {
+      unlinkat(dir_, temp.c_str(), 0);
       lock_fd_ = fd;
       locked_ = true;
       return Ok();
     }
-    if (errno != EEXIST) return Fail("cannot create the dotlock");
+    busy = errno == EEXIST;
+    if (!busy) break;
     if (!BreakStaleLock()) std::this_thread::sleep_for(kLockDelay);
   }
-  return Fail("mailbox is locked");
+  unlinkat(dir_, temp.c_str(), 0);
+  close(fd);
+  return Fail(busy ? "mailbox is locked" : "cannot create the dotlock");
 }
 
 bool SpoolService::BreakStaleLock() {
