@@ -210,8 +210,8 @@ std::optional<Expectation> ReadNetworks(const toml::node& n,
                         "\"127.0.0.1\")");
 }
 
-// RFC 2449 EXPIRE: "NEVER" or a number of days (0 asks clients not to
-// leave mail on the server).  Kept as the text CAPA shows.
+// RFC 2449 EXPIRE: "NEVER" or a number of days (0: retrieved mail is removed
+// at QUIT; the worker enforces it).  Kept as the text CAPA shows.
 std::optional<Expectation> ReadExpire(const toml::node& n, Config& c) {
   constexpr std::string_view kWhat =
       "\"never\" or a number of days from 0 to 36500";

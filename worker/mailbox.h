@@ -78,6 +78,10 @@ class Mailbox {
   // Opens message i for streaming.  Never loads the whole message.
   virtual std::expected<std::unique_ptr<MessageStream>, MessageError> Open(
       std::size_t i) = 0;
+  // When message i was delivered, in seconds since the epoch; nullopt when
+  // the mailbox cannot tell (or the message is gone).  Read on demand, for
+  // the EXPIRE policy only.
+  virtual std::optional<std::int64_t> DeliveredAt(std::size_t i) = 0;
   // Removes the given messages (UPDATE state).  A message someone else
   // removed already counts as removed.  Never touches any other message.
   virtual CommitResult Commit(std::span<const std::size_t> doomed) = 0;

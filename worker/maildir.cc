@@ -273,6 +273,21 @@ std::expected<std::uint64_t, MessageError> Maildir::Size(std::size_t i) {
   return e.size = *size;
 }
 
+std::optional<std::int64_t> Maildir::DeliveredAt(std::size_t i) {
+  // The file's modification time: a delivery agent writes the message once
+  // and renames it into new/, and neither a move to cur/ nor a flag change
+  // (both renames) touches it.
+  for (int attempt = 0; attempt < 2; attempt++) {
+    const Entry& e = entries_[i];
+    struct stat st;
+    if (fstatat(DirFd(e.dir), e.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0)
+      return S_ISREG(st.st_mode) ? std::optional<std::int64_t>(st.st_mtime)
+                                 : std::nullopt;
+    if (errno != ENOENT || attempt == 1 || !Relocate(i)) break;
+  }
+  return std::nullopt;
+}
+
 CommitResult Maildir::Commit(std::span<const std::size_t> doomed) {
   CommitResult result;
   for (std::size_t i : doomed) {

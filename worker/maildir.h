@@ -18,6 +18,8 @@
 // time STAT, LIST or RETR needs it.  Dovecot's ",S=" and ",W=" name fields
 // are not trusted: they are written by whatever delivered the mail.
 //
+// A message's delivery time (for EXPIRE) is its file's modification time.
+//
 // One session per mailbox: Open takes an exclusive lock (an open file
 // description lock, F_OFD_SETLK) on `popguard.lock` in the Maildir, created
 // empty if needed.  The kernel drops it when the process dies, so a killed
@@ -62,6 +64,7 @@ class Maildir final : public Mailbox {
   std::string_view Uidl(std::size_t i) const override;
   std::expected<std::unique_ptr<MessageStream>, MessageError> Open(
       std::size_t i) override;
+  std::optional<std::int64_t> DeliveredAt(std::size_t i) override;
   CommitResult Commit(std::span<const std::size_t> doomed) override;
 
   // The unique part of a Maildir file name (exposed for tests).

@@ -322,6 +322,19 @@ TEST(MaildirTest, OpenFindsMessageMovedToCur) {
   EXPECT_EQ(ReadAll(*mb, 0), "moved\n");
 }
 
+TEST(MaildirTest, DeliveredAtIsTheFileTimeAndFollowsRenames) {
+  TempMaildir md;
+  md.Add("new", "1.a", "a\n");
+  md.Add("new", "2.b", "b\n");
+  md.SetMtime("new", "1.a", 1000000000);
+  auto mb = OpenOk(md.path());
+  EXPECT_EQ(mb->DeliveredAt(0), 1000000000);
+  std::rename(md.Path("new", "1.a").c_str(), md.Path("cur", "1.a:2,S").c_str());
+  EXPECT_EQ(mb->DeliveredAt(0), 1000000000);
+  std::filesystem::remove(md.Path("new", "2.b"));
+  EXPECT_EQ(mb->DeliveredAt(1), std::nullopt);
+}
+
 // --- Commit ---
 
 TEST(MaildirTest, CommitRemovesOnlyTheGivenMessages) {

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -36,6 +37,12 @@ class TempMaildir {
            std::string_view content) const {
     std::ofstream f(Path(dir, name), std::ios::binary);
     f.write(content.data(), static_cast<std::streamsize>(content.size()));
+  }
+  // Sets the file's modification time: when it was delivered.
+  void SetMtime(std::string_view dir, std::string_view name,
+                std::time_t when) const {
+    struct timespec times[2] = {{when, 0}, {when, 0}};
+    utimensat(AT_FDCWD, Path(dir, name).c_str(), times, 0);
   }
   bool Exists(std::string_view dir, std::string_view name) const {
     return std::filesystem::exists(Path(dir, name));

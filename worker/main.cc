@@ -23,6 +23,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
+#include <ctime>
 #include <optional>
 #include <string_view>
 #include <vector>
@@ -183,6 +185,12 @@ int Run() {
     capa += "LOGIN-DELAY " + std::to_string(init->login_delay_s) + "\r\n";
   if (!init->expire.empty()) capa += "EXPIRE " + init->expire + "\r\n";
   session.SetPolicyCapabilities(std::move(capa));
+  // The monitor sends "NEVER", a number of days, or nothing.
+  const std::string& expire = init->expire;
+  const char* end = expire.data() + expire.size();
+  std::uint32_t days = 0;
+  if (!expire.empty() && std::from_chars(expire.data(), end, days).ptr == end)
+    session.SetExpiry(days, std::time(nullptr));
   session.Greet();
   Serve(session, kClientFd, init->pipelined, idle_ms);
 

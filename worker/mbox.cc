@@ -9,7 +9,9 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <cstring>
+#include <ctime>
 #include <string_view>
 #include <unordered_set>
 
@@ -434,6 +436,70 @@ std::expected<std::unique_ptr<MessageStream>, MessageError> Mbox::Open(
       std::string_view(head, sizeof head) != kFrom)
     return std::unexpected(MessageError::kGone);
   return std::make_unique<MboxStream>(fd_.get(), e.body, e.end);
+}
+
+std::optional<std::int64_t> ParseFromLineDate(std::string_view line) {
+  // "From SENDER DATE [more]", DATE as asctime() writes it: "Thu Dec  3
+  // 10:00:00 2026".  Some agents put a time zone name before the year or
+  // "remote from HOST" after it.  The sender is one word (RFC 4155).
+  std::vector<std::string_view> words;
+  while (!line.empty() && words.size() < 9) {
+    std::size_t start = line.find_first_not_of(" \t\r\n");
+    if (start == std::string_view::npos) break;
+    line.remove_prefix(start);
+    std::size_t end = std::min(line.find_first_of(" \t\r\n"), line.size());
+    words.push_back(line.substr(0, end));
+    line.remove_prefix(end);
+  }
+  static constexpr std::string_view kMonths[] = {"Jan", "Feb", "Mar", "Apr",
+                                                 "May", "Jun", "Jul", "Aug",
+                                                 "Sep", "Oct", "Nov", "Dec"};
+  auto number = [](std::string_view w, int* out) {
+    auto [p, ec] = std::from_chars(w.data(), w.data() + w.size(), *out);
+    return ec == std::errc() && p == w.data() + w.size();
+  };
+  if (words.size() < 7 || words[0] != "From") return std::nullopt;
+  // words[2] is the weekday, which the date already implies.
+  const auto* month =
+      std::find(std::begin(kMonths), std::end(kMonths), words[3]);
+  if (month == std::end(kMonths)) return std::nullopt;
+  int day = 0, hour = 0, minute = 0, second = 0, year = 0;
+  std::string_view clock = words[5];
+  if (!number(words[4], &day) || day < 1 || day > 31) return std::nullopt;
+  if (clock.size() != 8 && clock.size() != 5) return std::nullopt;
+  if (!number(clock.substr(0, 2), &hour) || clock[2] != ':' ||
+      !number(clock.substr(3, 2), &minute))
+    return std::nullopt;
+  if (clock.size() == 8 &&
+      (clock[5] != ':' || !number(clock.substr(6, 2), &second)))
+    return std::nullopt;
+  if (!number(words[6], &year) &&
+      (words.size() < 8 || !number(words[7], &year)))
+    return std::nullopt;
+  if (year < 1970 || year > 9999 || hour > 23 || minute > 59 || second > 60)
+    return std::nullopt;
+  struct tm tm {};
+  tm.tm_year = year - 1900;
+  tm.tm_mon = static_cast<int>(month - std::begin(kMonths));
+  tm.tm_mday = day;
+  tm.tm_hour = hour;
+  tm.tm_min = minute;
+  tm.tm_sec = second;
+  // RFC 4155 asks for UTC; an agent that wrote local time is off by hours,
+  // which a policy counted in days can bear.
+  return static_cast<std::int64_t>(timegm(&tm));
+}
+
+std::optional<std::int64_t> Mbox::DeliveredAt(std::size_t i) {
+  const Entry& e = entries_[i];
+  char line[256];
+  std::size_t want = std::min<std::uint64_t>(sizeof line, e.body - e.from);
+  ssize_t n = pread(fd_.get(), line, want, e.from);
+  if (n <= 0) return std::nullopt;
+  std::string_view text(line, static_cast<std::size_t>(n));
+  text = text.substr(0, text.find('\n'));
+  if (!text.starts_with(kFrom)) return std::nullopt;  // rewritten meanwhile
+  return ParseFromLineDate(text);
 }
 
 CommitResult Mbox::Commit(std::span<const std::size_t> doomed) {

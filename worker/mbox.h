@@ -124,6 +124,8 @@ class Mbox final : public Mailbox {
   }
   std::expected<std::unique_ptr<MessageStream>, MessageError> Open(
       std::size_t i) override;
+  // The date on the message's From_ line.
+  std::optional<std::int64_t> DeliveredAt(std::size_t i) override;
   CommitResult Commit(std::span<const std::size_t> doomed) override;
 
   // One message as the scan found it (exposed for tests).
@@ -162,6 +164,11 @@ class Mbox final : public Mailbox {
   std::uint64_t first_from_ = 0;  // octets before the first message
   std::vector<Entry> entries_;
 };
+
+// The time on a From_ line ("From sender Thu Dec  3 10:00:00 2026"), read
+// as UTC; nullopt if the line carries no date in that form.  Exposed for
+// tests.
+std::optional<std::int64_t> ParseFromLineDate(std::string_view line);
 
 // Scans the first `limit` octets of the open mbox `fd` into *entries, and
 // *first_from to the offset of the first From_ line (limit if none).  UIDLs

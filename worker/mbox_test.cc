@@ -500,6 +500,43 @@ TEST_F(MboxTest, CommitGivesUpOnALockHeldTooLong) {
 
 // --- Through the session ---
 
+// --- Delivery dates, for EXPIRE ---
+
+TEST(MboxDateTest, FromLineDatesInTheFormsAgentsWrite) {
+  EXPECT_EQ(ParseFromLineDate("From a@b Thu Jan  1 00:00:00 1970"), 0);
+  EXPECT_EQ(ParseFromLineDate("From a@b Sat Jan 15 12:34:56 2028"), 1831552496);
+  EXPECT_EQ(ParseFromLineDate("From MAILER-DAEMON Sat Jan 15 12:34 2028"),
+            1831552440);
+  EXPECT_EQ(ParseFromLineDate("From a@b Sat Jan 15 12:34:56 UTC 2028"),
+            1831552496);
+  EXPECT_EQ(
+      ParseFromLineDate("From a@b Sat Jan 15 12:34:56 2028 remote from x"),
+      1831552496);
+  EXPECT_EQ(ParseFromLineDate("From a@b\tSat Jan 15 12:34:56 2028\r"),
+            1831552496);
+}
+
+TEST(MboxDateTest, LinesWithoutADateGiveNone) {
+  for (std::string_view bad :
+       {"From a@b", "From ", "From a@b Sat Foo 15 12:34:56 2028",
+        "From a@b Sat Jan 32 12:34:56 2028", "From a@b Sat Jan 15 25:00 2028",
+        "From a@b Sat Jan 15 12:34:56 yesterday", "Frm a@b Sat Jan 15 1:2 3",
+        "From a@b Sat Jan 15 12:3x:56 2028", "From a@b Sat Jan 15 1234 2028"})
+    EXPECT_EQ(ParseFromLineDate(bad), std::nullopt) << bad;
+}
+
+TEST_F(MboxTest, DeliveredAtReadsEachMessagesFromLine) {
+  box_.Write(
+      "From a Sat Jan 15 12:34:56 2028\nS: 1\n\na\n\n"
+      "From b no date at all\nS: 2\n\nb\n\n"
+      "From c Thu Jan  1 00:00:10 1970\nS: 3\n\nc\n");
+  auto mb = Open();
+  ASSERT_EQ(mb->Count(), 3u);
+  EXPECT_EQ(mb->DeliveredAt(0), 1831552496);
+  EXPECT_EQ(mb->DeliveredAt(1), std::nullopt);
+  EXPECT_EQ(mb->DeliveredAt(2), 10);
+}
+
 class StringSink final : public Sink {
  public:
   bool Send(std::string_view bytes) override {

@@ -88,7 +88,8 @@ Session::Session(Mailbox& mailbox, Sink& sink, std::uint32_t max_bad_commands)
     : mailbox_(mailbox),
       sink_(sink),
       max_bad_commands_(max_bad_commands),
-      deleted_(mailbox.Count(), false) {
+      deleted_(mailbox.Count(), false),
+      retrieved_(mailbox.Count(), false) {
   summary_.messages = static_cast<std::uint32_t>(mailbox_.Count());
 }
 
@@ -136,7 +137,9 @@ bool Session::Flush() {
   if (sent) {
     summary_.octets += unflushed_octets_;
     summary_.retrieved += unflushed_retrieved_;
+    for (std::size_t i : unflushed_ids_) retrieved_[i] = true;
   }
+  unflushed_ids_.clear();
   unflushed_octets_ = 0;
   unflushed_retrieved_ = 0;
   out_.clear();
@@ -364,7 +367,10 @@ bool Session::SendMessage(std::size_t i,
   // Counted once the last of it has left in a flush (Flush), so that the
   // session's record never claims a message the client did not get.
   unflushed_octets_ += octets;
-  if (!body_lines) unflushed_retrieved_++;
+  if (!body_lines) {
+    unflushed_retrieved_++;
+    unflushed_ids_.push_back(i);
+  }
   return true;
 }
 
@@ -400,10 +406,13 @@ bool Session::Capa(const pop3::Command& cmd) {
 
 bool Session::Quit(const pop3::Command& cmd) {
   if (!cmd.args.empty()) return Bad("usage: QUIT");
-  // RFC 1939 section 6: QUIT in TRANSACTION enters UPDATE.
+  // RFC 1939 section 6: QUIT in TRANSACTION enters UPDATE.  A message
+  // retrieved only counts for EXPIRE once it has left: a client that
+  // pipelined RETR and QUIT and then vanished keeps its mail.
+  if (expire_days_ && !unflushed_ids_.empty() && !Flush()) return false;
   std::vector<std::size_t> doomed;
   for (std::size_t i = 0; i < deleted_.size(); i++)
-    if (deleted_[i]) doomed.push_back(i);
+    if (deleted_[i] || Expired(i)) doomed.push_back(i);
   CommitResult r = mailbox_.Commit(doomed);
   summary_.deleted = r.removed;
   if (r.failed > 0) {
@@ -415,6 +424,14 @@ bool Session::Quit(const pop3::Command& cmd) {
                  Messages(mailbox_.Count() - r.removed)));
   End(ipc::EndReason::kQuit);
   return false;
+}
+
+bool Session::Expired(std::size_t i) {
+  if (!expire_days_) return false;
+  if (*expire_days_ == 0) return retrieved_[i];
+  auto delivered = mailbox_.DeliveredAt(i);
+  return delivered &&
+         *delivered < now_ - static_cast<std::int64_t>(*expire_days_) * 86400;
 }
 
 void Serve(Session& session, int fd, std::string_view pipelined,

@@ -61,6 +61,17 @@ class Session {
     policy_capa_ = std::move(lines);
   }
 
+  // Enforces RFC 2449 EXPIRE at QUIT.  With 0 days, every message the
+  // client retrieved in full (RETR, all of it written) is removed as if
+  // deleted; with N days, every message delivered more than N days before
+  // `now` is, retrieved or not.  A message whose delivery time the mailbox
+  // cannot tell is kept.  Nothing expires in a session that does not end
+  // with QUIT, as nothing deleted does.
+  void SetExpiry(std::uint32_t days, std::int64_t now) {
+    expire_days_ = days;
+    now_ = now;
+  }
+
   // Writes the positive answer to the login: "+OK maildrop has N
   // messages".  RFC 1939's examples add the octets, but any text will do,
   // and leaving them out spares a UIDL-only session from reading every
@@ -117,6 +128,8 @@ class Session {
   // a terminator never leaves alone.
   bool FlushIfFull();
   void End(ipc::EndReason reason);
+  // Whether the EXPIRE policy removes message i at QUIT.
+  bool Expired(std::size_t i);
 
   Mailbox& mailbox_;
   Sink& sink_;
@@ -132,6 +145,11 @@ class Session {
   // RETR and TOP output still in out_: added to summary_ when flushed.
   std::uint64_t unflushed_octets_ = 0;
   std::uint32_t unflushed_retrieved_ = 0;
+  // EXPIRE: messages fully written to the client, and those still in out_.
+  std::optional<std::uint32_t> expire_days_;
+  std::int64_t now_ = 0;
+  std::vector<bool> retrieved_;
+  std::vector<std::size_t> unflushed_ids_;
 };
 
 // Runs the session on a connected stream until it ends: first the lines in

@@ -262,6 +262,61 @@ TEST_F(SessionTest, ClientGoneDuringRetrEndsAsDisconnect) {
   EXPECT_EQ(session_->Summary().reason, ipc::EndReason::kDisconnect);
 }
 
+// --- EXPIRE ---
+
+constexpr std::int64_t kDay = 86400;
+constexpr std::int64_t kNow = 1800000000;
+
+TEST_F(SessionTest, ExpireZeroRemovesRetrievedMessagesAtQuit) {
+  session_->SetExpiry(0, kNow);
+  Run({"RETR 1", "TOP 3 1"});
+  EXPECT_EQ(Run({"QUIT"}), "+OK popguard signing off (2 messages left)\r\n");
+  EXPECT_FALSE(md_.Exists("new", "1000.a.host"));
+  EXPECT_TRUE(md_.Exists("cur", "2000.b.host:2,S"));
+  EXPECT_TRUE(md_.Exists("new", "3000.c.host"));  // only its top was read
+  EXPECT_EQ(session_->Summary().deleted, 1u);
+}
+
+TEST_F(SessionTest, ExpiryIsNotUndoneByRsetAndNeedsQuit) {
+  session_->SetExpiry(0, kNow);
+  Run({"RETR 2", "RSET"});
+  session_->EndByDisconnect();
+  EXPECT_TRUE(md_.Exists("cur", "2000.b.host:2,S"));
+  Start();
+  session_->SetExpiry(0, kNow);
+  Run({"RETR 2", "RSET", "QUIT"});
+  EXPECT_FALSE(md_.Exists("cur", "2000.b.host:2,S"));
+}
+
+TEST_F(SessionTest, ExpireZeroKeepsAMessageThatNeverLeft) {
+  session_->SetExpiry(0, kNow);
+  sink_.fail = true;  // RETR and QUIT pipelined, the client already gone
+  EXPECT_FALSE(session_->HandleLine("RETR 1") && session_->HandleLine("QUIT"));
+  EXPECT_TRUE(md_.Exists("new", "1000.a.host"));
+  EXPECT_EQ(session_->Summary().reason, ipc::EndReason::kDisconnect);
+}
+
+TEST_F(SessionTest, ExpireInDaysRemovesOlderMessagesRetrievedOrNot) {
+  md_.SetMtime("new", "1000.a.host", kNow - 31 * kDay);
+  md_.SetMtime("cur", "2000.b.host:2,S", kNow - 29 * kDay);
+  md_.SetMtime("new", "3000.c.host", kNow - 40 * kDay);
+  Start();
+  session_->SetExpiry(30, kNow);
+  Run({"RETR 2", "UIDL"});
+  EXPECT_EQ(Run({"QUIT"}), "+OK popguard signing off (1 message left)\r\n");
+  EXPECT_FALSE(md_.Exists("new", "1000.a.host"));
+  EXPECT_TRUE(md_.Exists("cur", "2000.b.host:2,S"));  // retrieved, but young
+  EXPECT_FALSE(md_.Exists("new", "3000.c.host"));
+  EXPECT_EQ(session_->Summary().deleted, 2u);
+}
+
+TEST_F(SessionTest, WithoutExpiryOldMessagesStay) {
+  md_.SetMtime("new", "1000.a.host", kNow - 4000 * kDay);
+  Start();
+  Run({"RETR 1", "QUIT"});
+  EXPECT_TRUE(md_.Exists("new", "1000.a.host"));
+}
+
 // --- Serve() over a real socket ---
 
 class ServeTest : public SessionTest {

@@ -101,6 +101,11 @@ class FakeMailbox final : public Mailbox {
     return std::make_unique<FakeStream>(specs_[i].body,
                                         specs_[i].read_fails_at);
   }
+  // The target sets no EXPIRE policy, so nothing asks.
+  std::optional<std::int64_t> DeliveredAt(std::size_t) override {
+    Check(false, "DeliveredAt is asked only under an EXPIRE policy");
+    return std::nullopt;
+  }
   CommitResult Commit(std::span<const std::size_t> doomed) override {
     Check(!committed, "Commit is called once");
     committed = std::vector<std::size_t>(doomed.begin(), doomed.end());
