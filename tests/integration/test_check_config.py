@@ -125,4 +125,10 @@ def test_example_config_and_readme_cover_every_key():
       n for n in names
       if not re.search(rf"^#?\s*{n.split('.')[1]} = ", example_text, re.M)]
   assert not missing_readme, f"README.md lacks {missing_readme}"
+  # The configuration table documents each key in one row only.
+  rows = [re.findall(r"`([a-z_]+\.[a-z_]+)`", line.split("|")[1])
+          for line in readme.splitlines() if line.startswith("| `")]
+  documented = [key for row in rows for key in row]
+  twice = sorted({k for k in documented if documented.count(k) > 1})
+  assert not twice, f"README.md documents {twice} more than once"
   assert not missing_example, f"packaging/popguard.toml lacks {missing_example}"
