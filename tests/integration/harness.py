@@ -399,6 +399,13 @@ class Daemon:
     self.clients.append(client)
     return client
 
+  def login(self, user=MAIL_USER, password=MAIL_PASSWORD):
+    """A poplib client logged in with USER and PASS."""
+    client = self.pop3()
+    client.user(user)
+    client.pass_(password)
+    return client
+
   def signal(self, sig):
     os.kill(self.proc.pid, sig)
 

@@ -14,13 +14,6 @@ from test_mbox import mbox  # noqa: F401 (the fixture)
 BODIES = harness.message_bodies()
 
 
-def login(daemon):
-  p = daemon.pop3()
-  p.user(harness.MAIL_USER)
-  p.pass_(harness.MAIL_PASSWORD)
-  return p
-
-
 def file_of(maildir, n):
   sub, name, _ = harness.MESSAGES[n - 1]
   return maildir / sub / name
@@ -29,7 +22,7 @@ def file_of(maildir, n):
 def test_expire_zero_removes_what_was_retrieved_at_quit(start_daemon,
                                                         maildir):
   daemon = start_daemon({"session": {"expire": 0}})
-  p = login(daemon)
+  p = daemon.login()
   assert p.capa()["EXPIRE"] == ["0"]
   p.retr(2)
   p.top(3, 0)  # a look at the header is not a retrieval
@@ -41,7 +34,7 @@ def test_expire_zero_removes_what_was_retrieved_at_quit(start_daemon,
 
 def test_expire_zero_removes_nothing_without_quit(start_daemon, maildir):
   daemon = start_daemon({"session": {"expire": 0}})
-  p = login(daemon)
+  p = daemon.login()
   p.retr(1)
   p.close()
   daemon.wait_record("end", user=harness.MAIL_USER, reason="disconnect")
@@ -53,7 +46,7 @@ def test_expire_in_days_removes_old_mail_and_keeps_fresh_mail(start_daemon,
   now = time.time()
   os.utime(file_of(maildir, 2), (now, now))
   daemon = start_daemon({"session": {"expire": 30}})
-  p = login(daemon)
+  p = daemon.login()
   assert p.capa()["EXPIRE"] == ["30"]
   p.uidl()  # a leave-on-server client that finds nothing new
   assert p.quit().startswith(b"+OK popguard signing off (1 message left)")
@@ -65,7 +58,7 @@ def test_expire_in_days_removes_old_mail_and_keeps_fresh_mail(start_daemon,
 def test_expire_never_and_unset_remove_nothing(start_daemon, maildir):
   for overrides in ({"session": {"expire": "never"}}, {}):
     daemon = start_daemon(overrides)
-    p = login(daemon)
+    p = daemon.login()
     p.retr(1)
     p.quit()
     daemon.stop()
@@ -79,7 +72,7 @@ def test_mbox_expire_reads_the_from_line_date(start_daemon, mbox):  # noqa
     f.write(b"From sender@example.org " + fresh + b"\n" + kept)
   daemon = start_daemon({"mailbox": {"format": "mbox"},
                          "session": {"expire": 30}})
-  p = login(daemon)
+  p = daemon.login()
   assert p.stat()[0] == 4
   # Delivered during the session: not part of it, so not expired either.
   late = b"S: late\n\nold date, new delivery\n"
@@ -91,7 +84,7 @@ def test_mbox_expire_reads_the_from_line_date(start_daemon, mbox):  # noqa
 
   text = mbox.read_bytes()
   assert b"2023" not in text and text.count(b"From ") == 2
-  p = login(daemon)
+  p = daemon.login()
   assert p.stat()[0] == 2
   assert b"\r\n".join(p.retr(1)[1]) + b"\r\n" == harness.wire(kept)
   assert b"\r\n".join(p.retr(2)[1]) + b"\r\n" == harness.wire(late)

@@ -7,15 +7,8 @@ import pytest
 import harness
 
 
-def login(daemon):
-  p = daemon.pop3()
-  p.user(harness.MAIL_USER)
-  p.pass_(harness.MAIL_PASSWORD)
-  return p
-
-
 def test_second_session_is_refused_while_first_is_open(daemon):
-  first = login(daemon)
+  first = daemon.login()
   second = daemon.pop3()
   second.user(harness.MAIL_USER)
   with pytest.raises(poplib.error_proto) as e:
@@ -29,7 +22,7 @@ def test_second_session_is_refused_while_first_is_open(daemon):
 
 
 def test_apop_session_is_refused_too(daemon):
-  first = login(daemon)
+  first = daemon.login()
   second = daemon.pop3()
   with pytest.raises(poplib.error_proto) as e:
     second.apop(harness.MAIL_USER, harness.APOP_SECRET)
@@ -39,19 +32,19 @@ def test_apop_session_is_refused_too(daemon):
 
 
 def test_mailbox_is_free_again_after_quit(daemon):
-  first = login(daemon)
+  first = daemon.login()
   first.dele(1)
   first.quit()
   daemon.wait_record("end", reason="quit", user=harness.MAIL_USER)
-  second = login(daemon)
+  second = daemon.login()
   assert second.stat()[0] == 2
   second.quit()
 
 
 def test_mailbox_is_free_again_after_a_drop(daemon):
-  first = login(daemon)
+  first = daemon.login()
   first.close()
   daemon.wait_record("end", user=harness.MAIL_USER)
-  second = login(daemon)
+  second = daemon.login()
   assert second.stat()[0] == 3
   second.quit()

@@ -41,15 +41,8 @@ def mbox_daemon(start_daemon, mbox):
   return start_daemon({"mailbox": {"format": "mbox"}})
 
 
-def login(daemon):
-  p = daemon.pop3()
-  p.user(harness.MAIL_USER)
-  p.pass_(harness.MAIL_PASSWORD)
-  return p
-
-
 def test_stat_and_retr_match_the_messages(mbox_daemon):
-  p = login(mbox_daemon)
+  p = mbox_daemon.login()
   count, _ = p.stat()
   assert count == 3
   for n, body in enumerate(harness.message_bodies(), start=1):
@@ -59,7 +52,7 @@ def test_stat_and_retr_match_the_messages(mbox_daemon):
 
 
 def test_dele_then_quit_rewrites_the_mbox(mbox_daemon, mbox):
-  p = login(mbox_daemon)
+  p = mbox_daemon.login()
   _, uidls, _ = p.uidl()
   p.dele(2)
   p.quit()
@@ -67,7 +60,7 @@ def test_dele_then_quit_rewrites_the_mbox(mbox_daemon, mbox):
   text = mbox.read_bytes()
   assert bodies[1] not in text
   assert bodies[0] in text and bodies[2] in text
-  p = login(mbox_daemon)
+  p = mbox_daemon.login()
   assert p.stat()[0] == 2
   _, after, _ = p.uidl()
   kept = {u.split()[1] for u in uidls} - {uidls[1].split()[1]}
@@ -77,7 +70,7 @@ def test_dele_then_quit_rewrites_the_mbox(mbox_daemon, mbox):
 
 def test_drop_deletes_nothing(mbox_daemon, mbox):
   before = mbox.read_bytes()
-  p = login(mbox_daemon)
+  p = mbox_daemon.login()
   p.dele(1)
   p.close()
   mbox_daemon.wait_record("end", user=harness.MAIL_USER)

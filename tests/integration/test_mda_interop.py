@@ -106,13 +106,6 @@ def box_daemon(start_daemon, box):
   return start_daemon({"mailbox": {"format": box.fmt}})
 
 
-def login(daemon):
-  p = daemon.pop3()
-  p.user(harness.MAIL_USER)
-  p.pass_(harness.MAIL_PASSWORD)
-  return p
-
-
 def ids_by_number(p):
   count, _ = p.stat()
   out = {}
@@ -124,7 +117,7 @@ def ids_by_number(p):
 
 def test_delivery_during_an_idle_session_is_not_held_up(box, box_daemon):
   box.fill(5)
-  p = login(box_daemon)
+  p = box_daemon.login()
   ids = ids_by_number(p)
   took = []
   for as_root in (True, False, True):
@@ -142,7 +135,7 @@ def test_delivery_during_an_idle_session_is_not_held_up(box, box_daemon):
   problems, outcome = box.ledger.check(box.on_disk(), doomed,
                                        committed=True)
   assert not problems and outcome == "all", problems
-  p = login(box_daemon)
+  p = box_daemon.login()
   assert p.stat()[0] == 6
   p.quit()
 
@@ -150,7 +143,7 @@ def test_delivery_during_an_idle_session_is_not_held_up(box, box_daemon):
 def test_delivery_during_retr_and_between_dele_and_quit(box, box_daemon):
   box.fill(4)
   box.add(*box.corpus.make(size=400_000))
-  p = login(box_daemon)
+  p = box_daemon.login()
   count, _ = p.stat()
   took = []
   for n in range(1, count + 1):
@@ -229,7 +222,7 @@ def test_second_session_is_in_use_until_the_first_ends(box, start_daemon,
   if how == "timeout":
     overrides["session"] = {"idle_timeout": 2}
   d = start_daemon(overrides)
-  first = login(d)
+  first = d.login()
   assert first.stat()[0] == 3
   second_is_refused(d)
   d.wait_record("end", reason="in-use", user=harness.MAIL_USER)

@@ -7,13 +7,6 @@ import pytest
 import harness
 
 
-def login(daemon):
-  p = daemon.pop3()
-  p.user(harness.MAIL_USER)
-  p.pass_(harness.MAIL_PASSWORD)
-  return p
-
-
 def err(call, *args):
   """The -ERR line a command answered with."""
   with pytest.raises(poplib.error_proto) as e:
@@ -24,7 +17,7 @@ def err(call, *args):
 
 
 def test_user_pass_logs_in_and_stat_counts_messages(daemon):
-  p = login(daemon)
+  p = daemon.login()
   count, size = p.stat()
   assert count == len(harness.MESSAGES)
   # Every message but the dotted one has one possible size; for that one
@@ -44,7 +37,7 @@ def test_greeting_carries_an_apop_challenge(daemon):
 
 
 def test_list_gives_each_size(daemon):
-  p = login(daemon)
+  p = daemon.login()
   resp, lines, _ = p.list()
   assert resp.startswith(b"+OK")
   sizes = dict(tuple(int(x) for x in line.split()) for line in lines)
@@ -58,7 +51,7 @@ def test_list_gives_each_size(daemon):
 
 
 def test_retr_returns_each_message_unstuffed(daemon):
-  p = login(daemon)
+  p = daemon.login()
   for n, body in enumerate(harness.message_bodies(), start=1):
     resp, lines, _ = p.retr(n)
     assert resp.startswith(b"+OK")
@@ -67,7 +60,7 @@ def test_retr_returns_each_message_unstuffed(daemon):
 
 
 def test_top_returns_headers_and_requested_lines(daemon):
-  p = login(daemon)
+  p = daemon.login()
   header = harness.MESSAGES[0][2].split(b"\n\n")[0].split(b"\n")
   _, lines, _ = p.top(1, 0)
   assert lines == header + [b""]
@@ -81,7 +74,7 @@ def test_top_returns_headers_and_requested_lines(daemon):
 
 
 def test_uidl_is_unique_and_stable_across_sessions(daemon):
-  p = login(daemon)
+  p = daemon.login()
   _, lines, _ = p.uidl()
   first = dict(line.split() for line in lines)
   assert len(first) == 3 and len(set(first.values())) == 3
@@ -92,7 +85,7 @@ def test_uidl_is_unique_and_stable_across_sessions(daemon):
   p.dele(1)
   p.quit()
 
-  p = login(daemon)
+  p = daemon.login()
   _, lines, _ = p.uidl()
   second = dict(line.split() for line in lines)
   assert sorted(second.values()) == sorted([first[b"2"], first[b"3"]])
@@ -100,7 +93,7 @@ def test_uidl_is_unique_and_stable_across_sessions(daemon):
 
 
 def test_dele_then_quit_removes_the_message(daemon, maildir):
-  p = login(daemon)
+  p = daemon.login()
   assert p.dele(2).startswith(b"+OK")
   count, _ = p.stat()
   assert count == 2  # deleted messages leave STAT at once
@@ -114,7 +107,7 @@ def test_dele_then_quit_removes_the_message(daemon, maildir):
 
 
 def test_rset_undeletes(daemon, maildir):
-  p = login(daemon)
+  p = daemon.login()
   p.dele(1)
   p.dele(3)
   assert p.rset().startswith(b"+OK")
@@ -124,7 +117,7 @@ def test_rset_undeletes(daemon, maildir):
 
 
 def test_noop_answers_ok(daemon):
-  p = login(daemon)
+  p = daemon.login()
   assert p.noop().startswith(b"+OK")
   p.quit()
 
@@ -142,7 +135,7 @@ def test_capa_lists_the_extensions(daemon):
 
 
 def test_rejects_missing_and_malformed_message_numbers(daemon):
-  p = login(daemon)
+  p = daemon.login()
   err(p.retr, 99)
   err(p.retr, 0)
   err(p.dele, 99)
@@ -173,7 +166,7 @@ def test_rejects_pass_before_user(daemon):
 
 
 def test_rejects_auth_commands_after_login(daemon):
-  p = login(daemon)
+  p = daemon.login()
   err(p.user, harness.MAIL_USER)
   err(p.pass_, harness.MAIL_PASSWORD)
   p.quit()

@@ -45,16 +45,9 @@ def hooks_daemon(start_daemon, monkeypatch, shared_worker):
   return start_daemon({"privsep": {"worker_path": str(worker)}})
 
 
-def _logged_in(daemon):
-  client = daemon.pop3()
-  client.user(harness.MAIL_USER)
-  client.pass_(harness.MAIL_PASSWORD)
-  return client
-
-
 def _worker_attempt(daemon, what):
   """The worker's answer to XFORBID, or None if the connection died."""
-  client = _logged_in(daemon)
+  client = daemon.login()
   client._putcmd("XFORBID " + what)
   try:
     return client._getline()[0].decode()
