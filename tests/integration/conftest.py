@@ -1,6 +1,9 @@
 """Fixtures: test accounts, a fresh Maildir, pop.auth, a running popguard."""
 
+import grp
 import os
+import pathlib
+import pwd
 import shutil
 
 import pytest
@@ -127,3 +130,21 @@ def tls_daemon(start_daemon, tls_files):
   })
   d.tls_port = tls_port
   return d
+
+
+@pytest.fixture
+def mbox(accounts):
+  """/var/mail/USER holding the three test messages, owned by the user."""
+  pw = pwd.getpwnam(harness.MAIL_USER)
+  path = pathlib.Path("/var/mail") / harness.MAIL_USER
+  path.write_bytes(harness.mbox_text(harness.message_bodies()))
+  try:
+    gid = grp.getgrnam("mail").gr_gid
+  except KeyError:
+    gid = pw.pw_gid
+  os.chown(path, pw.pw_uid, gid)
+  path.chmod(0o660)
+  yield path
+  for p in (path, path.with_name(path.name + ".lock")):
+    if p.exists():
+      p.unlink()

@@ -170,11 +170,58 @@ def fill_maildir(user, messages=MESSAGES):
   return maildir
 
 
+def mbox_text(bodies):
+  """An mbox holding `bodies`, dated in 2023, a blank line after each."""
+  out = b""
+  for i, body in enumerate(bodies):
+    out += b"From sender@example.org Tue Nov 14 22:13:2%d 2023\n" % i
+    out += body + b"\n"
+  return out
+
+
 def maildir_files(maildir):
   """Message file contents still in the Maildir, in name order."""
   paths = sorted(p for sub in ("cur", "new")
                  for p in (maildir / sub).iterdir())
   return [p.read_bytes() for p in paths]
+
+
+def run_fetchmail(port, workdir, keep=False, rc_ssl='  sslproto ""\n',
+                  args=()):
+  """Runs fetchmail once against 127.0.0.1:port as MAIL_USER and returns
+  what it delivered, each message as it landed in its own file.
+
+  rc_ssl is the TLS part of the poll entry; the default turns TLS off
+  (fetchmail 6.4 insists on it otherwise).  args go on the command line.
+  """
+  out = workdir / "out"
+  out.mkdir(exist_ok=True)
+  rc = workdir / "fetchmailrc"
+  rc.write_text(
+      "set no bouncemail\n"
+      "set invisible\n"
+      f"poll 127.0.0.1 service {port} protocol POP3\n"
+      "  auth password timeout 30\n"
+      f'  user "{MAIL_USER}" there'
+      f' with password "{MAIL_PASSWORD}" is "root" here\n'
+      + rc_ssl +
+      "  fetchall\n"
+      f"  {'keep' if keep else 'no keep'}\n"
+      # The shell's pid names each delivery: one file per message.
+      f'  mda "cat > {out}/msg.$$"\n')
+  rc.chmod(0o600)
+  env = dict(os.environ, HOME=str(workdir), FETCHMAILHOME=str(workdir),
+             FETCHMAILUSER="root", LC_ALL="C")
+  done = subprocess.run(
+      ["fetchmail", *args, "--fetchmailrc", str(rc), "--nodetach",
+       "--nosyslog", "--idfile", str(workdir / "fetchids"), "-v"],
+      env=env, capture_output=True, text=True, timeout=120)
+  # 0: mail delivered, 1: no mail waiting; anything else is a failure.
+  assert done.returncode in (0, 1), done.stdout + done.stderr
+  delivered = [p.read_bytes() for p in out.iterdir()]
+  for p in out.iterdir():
+    p.unlink()
+  return delivered
 
 
 # -- pop.auth ----------------------------------------------------------------
@@ -241,9 +288,6 @@ def base_config(port, popauth_db, popauth_key, worker, penalty_file):
           # or delay carries over to the next.
           "max_delay_ms": 2 * FAIL_DELAY_MS,
           "penalty_file": str(penalty_file),
-          # Each test's own: failures and bans from 127.0.0.1 must not
-          # carry over from one test to the next.
-          "penalty_file": str(pathlib.Path(popauth_db).parent / "penalties"),
           # The tests that use USER/PASS need clear text until STLS
           # exists; test_auth_failures checks the default separately.
           "cleartext": "always",

@@ -1,15 +1,14 @@
 """RFC 2449 EXPIRE is held to at QUIT, in both mailbox formats.
 
-The test messages were delivered in 2023 (harness.fill_maildir dates the
-files so, test_mbox's From_ lines say so); a message dated now stands for
-fresh mail.
+The test messages were delivered in 2023: harness.fill_maildir dates the
+files so, and harness.mbox_text writes From_ lines that say so.  A
+message dated now stands for fresh mail.
 """
 
 import os
 import time
 
 import harness
-from test_mbox import mbox  # noqa: F401 (the fixture)
 
 BODIES = harness.message_bodies()
 
@@ -65,7 +64,7 @@ def test_expire_never_and_unset_remove_nothing(start_daemon, maildir):
     assert harness.maildir_files(maildir) == BODIES
 
 
-def test_mbox_expire_reads_the_from_line_date(start_daemon, mbox):  # noqa
+def test_mbox_expire_reads_the_from_line_date(start_daemon, mbox):
   fresh = time.strftime("%a %b %e %H:%M:%S %Y", time.gmtime()).encode()
   kept = b"From: Dan <dan@example.org>\nSubject: fresh\n\nnew mail\n"
   with open(mbox, "ab") as f:

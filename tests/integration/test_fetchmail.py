@@ -1,8 +1,6 @@
 """fetchmail downloads every message, then deletes them or keeps them."""
 
-import os
 import shutil
-import subprocess
 
 import pytest
 
@@ -13,36 +11,7 @@ pytestmark = pytest.mark.skipif(shutil.which("fetchmail") is None,
 
 
 def fetch(daemon, tmp_path, keep):
-  """Runs fetchmail once; each message lands in its own file in out/."""
-  out = tmp_path / "out"
-  out.mkdir(exist_ok=True)
-  rc = tmp_path / "fetchmailrc"
-  rc.write_text(
-      "set no bouncemail\n"
-      "set invisible\n"
-      f"poll 127.0.0.1 service {daemon.port} protocol POP3\n"
-      "  auth password timeout 30\n"
-      f'  user "{harness.MAIL_USER}" there'
-      f' with password "{harness.MAIL_PASSWORD}" is "root" here\n'
-      # No STLS yet: without this fetchmail 6.4 insists on TLS.
-      '  sslproto ""\n'
-      "  fetchall\n"
-      f"  {'keep' if keep else 'no keep'}\n"
-      # The shell's pid names each delivery: one file per message.
-      f'  mda "cat > {out}/msg.$$"\n')
-  rc.chmod(0o600)
-  env = dict(os.environ, HOME=str(tmp_path), FETCHMAILHOME=str(tmp_path),
-             FETCHMAILUSER="root", LC_ALL="C")
-  done = subprocess.run(
-      ["fetchmail", "--fetchmailrc", str(rc), "--nodetach", "--nosyslog",
-       "--idfile", str(tmp_path / "fetchids"), "-v"],
-      env=env, capture_output=True, text=True, timeout=120)
-  # 0: mail delivered, 1: no mail waiting; anything else is a failure.
-  assert done.returncode in (0, 1), done.stdout + done.stderr
-  delivered = [p.read_bytes() for p in out.iterdir()]
-  for p in out.iterdir():
-    p.unlink()
-  return delivered
+  return harness.run_fetchmail(daemon.port, tmp_path, keep=keep)
 
 
 def assert_same_messages(delivered):

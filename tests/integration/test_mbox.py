@@ -1,39 +1,8 @@
 """mbox in the mail spool: STAT, RETR byte-exact, DELE at QUIT only."""
 
-import os
-import pathlib
-import pwd
-import grp
-
 import pytest
 
 import harness
-
-
-def mbox_text(bodies):
-  out = b""
-  for i, body in enumerate(bodies):
-    out += b"From sender@example.org Tue Nov 14 22:13:2%d 2023\n" % i
-    out += body + b"\n"
-  return out
-
-
-@pytest.fixture
-def mbox(accounts):
-  """/var/mail/USER holding the three test messages, owned by the user."""
-  pw = pwd.getpwnam(harness.MAIL_USER)
-  path = pathlib.Path("/var/mail") / harness.MAIL_USER
-  path.write_bytes(mbox_text(harness.message_bodies()))
-  try:
-    gid = grp.getgrnam("mail").gr_gid
-  except KeyError:
-    gid = pw.pw_gid
-  os.chown(path, pw.pw_uid, gid)
-  path.chmod(0o660)
-  yield path
-  for p in (path, path.with_name(path.name + ".lock")):
-    if p.exists():
-      p.unlink()
 
 
 @pytest.fixture

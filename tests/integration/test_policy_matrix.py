@@ -15,12 +15,11 @@ import base64
 import hashlib
 import itertools
 import re
-import socket
-import ssl
 
 import pytest
 
 import harness
+from rawpop import RawClient
 
 # The reasons the monitor gives; a client shows them to its user, so they
 # are part of the interface.
@@ -47,14 +46,6 @@ SETTINGS = {
 }
 LINKS = ["plain", "stls", "implicit", "plain-listed", "plain-unlisted"]
 MECHS = ["pass", "plain", "apop"]
-
-
-def tls_context():
-  # Self-signed test certificate: the policy, not the PKI, is under test.
-  ctx = ssl.create_default_context()
-  ctx.check_hostname = False
-  ctx.verify_mode = ssl.CERT_NONE
-  return ctx
 
 
 def networks_of(link):
@@ -100,58 +91,12 @@ def apop_refusal(setting, link):
   return None
 
 
-class Client:
-  """A POP3 client over a socket, reading lines itself so that nothing
-  the server sent sits unseen in a buffer when TLS starts."""
-
-  def __init__(self, sock):
-    self.sock = sock
-    self.buf = b""
-    self.port = sock.getsockname()[1]
-
-  def line(self):
-    while b"\r\n" not in self.buf:
-      chunk = self.sock.recv(4096)
-      if not chunk:
-        raise EOFError(f"connection closed; pending {self.buf!r}")
-      self.buf += chunk
-    line, _, self.buf = self.buf.partition(b"\r\n")
-    return line.decode()
-
-  def send(self, text):
-    self.sock.sendall(text.encode() + b"\r\n")
-
-  def cmd(self, text):
-    self.send(text)
-    return self.line()
-
-  def capa(self):
-    first = self.cmd("CAPA")
-    assert first.startswith("+OK"), first
-    caps = {}
-    while (line := self.line()) != ".":
-      name, *args = line.split()
-      caps[name] = args
-    return caps
-
-  def stls(self):
-    answer = self.cmd("STLS")
-    assert answer.startswith("+OK"), answer
-    assert self.buf == b""
-    self.sock = tls_context().wrap_socket(self.sock)
-
-  def close(self):
-    self.sock.close()
-
-
 def connect(daemon, link):
   """A client on `link`, greeted; the greeting is returned too."""
   if link == "implicit":
-    raw = socket.create_connection(("127.0.0.1", daemon.tls_port), timeout=10)
-    c = Client(tls_context().wrap_socket(raw))
+    c = RawClient.connect(daemon.tls_port, tls=True)
   else:
-    c = Client(socket.create_connection(("127.0.0.1", daemon.port),
-                                        timeout=10))
+    c = RawClient.connect(daemon.port)
   greeting = c.line()
   assert greeting.startswith("+OK"), greeting
   return c, greeting

@@ -8,81 +8,14 @@ the client reads over TLS answers the first command it sent over TLS,
 and that nothing injected reached the monitor (no event=auth record).
 """
 
-import socket
 import ssl
 
 import pytest
 
 import harness
+from rawpop import CAPA_OK, RawClient
 
-CAPA_OK = "+OK capability list follows"
 QUIT_OK = "+OK popguard signing off"
-
-
-def tls_context():
-  # Self-signed test certificate: what is tested is the state machine.
-  ctx = ssl.create_default_context()
-  ctx.check_hostname = False
-  ctx.verify_mode = ssl.CERT_NONE
-  return ctx
-
-
-class Client:
-  """Raw POP3: reads lines itself so that any byte the server sends is
-  seen, never swallowed by a buffer when TLS starts."""
-
-  def __init__(self, port):
-    self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-    self.port = self.sock.getsockname()[1]
-    self.buf = b""
-
-  def line(self):
-    while b"\r\n" not in self.buf:
-      chunk = self.sock.recv(4096)
-      if not chunk:
-        raise EOFError(f"connection closed; pending {self.buf!r}")
-      self.buf += chunk
-    line, _, self.buf = self.buf.partition(b"\r\n")
-    return line.decode()
-
-  def write(self, data):
-    self.sock.sendall(data)
-
-  def cmd(self, text):
-    self.write(text.encode() + b"\r\n")
-    return self.line()
-
-  def capa(self):
-    assert self.cmd("CAPA") == CAPA_OK
-    caps = []
-    while (line := self.line()) != ".":
-      caps.append(line)
-    return caps
-
-  def nothing_pending(self, wait=0.3):
-    """True if the server sent nothing the client has not asked for.
-
-    Over TLS the socket may be readable with no data for the client (a
-    TLS 1.3 session ticket), so this reads rather than polls.
-    """
-    if self.buf:
-      return False
-    self.sock.settimeout(wait)
-    try:
-      chunk = self.sock.recv(4096)
-    except (TimeoutError, socket.timeout, ssl.SSLWantReadError):
-      return True
-    finally:
-      self.sock.settimeout(10)
-    self.buf += chunk
-    return False
-
-  def handshake(self):
-    assert self.buf == b"", self.buf
-    self.sock = tls_context().wrap_socket(self.sock)
-
-  def close(self):
-    self.sock.close()
 
 
 @pytest.fixture
@@ -90,7 +23,7 @@ def client():
   opened = []
 
   def make(port):
-    c = Client(port)
+    c = RawClient.connect(port)
     opened.append(c)
     greeting = c.line()
     assert greeting.startswith("+OK"), greeting
@@ -248,12 +181,7 @@ def test_stls_twice_is_refused_and_the_session_goes_on(tls_daemon, client):
 
 
 def test_stls_on_the_pop3s_port_is_refused(tls_daemon):
-  raw = socket.create_connection(("127.0.0.1", tls_daemon.tls_port),
-                                 timeout=10)
-  c = Client.__new__(Client)
-  c.port = raw.getsockname()[1]
-  c.buf = b""
-  c.sock = tls_context().wrap_socket(raw)
+  c = RawClient.connect(tls_daemon.tls_port, tls=True)
   try:
     assert c.line().startswith("+OK")
     assert "STLS" not in c.capa()

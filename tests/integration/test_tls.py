@@ -1,6 +1,5 @@
 """TLS: STLS and POP3S, and the default policy allowing passwords on them."""
 
-import os
 import poplib
 import shutil
 import socket
@@ -109,27 +108,9 @@ def test_curl_over_pop3s_lists(tls_daemon):
 
 @pytest.mark.skipif(shutil.which("fetchmail") is None, reason="no fetchmail")
 def test_fetchmail_with_stls_downloads_all(tls_daemon, maildir, tmp_path):
-  out = tmp_path / "out"
-  out.mkdir()
-  rc = tmp_path / "fetchmailrc"
-  rc.write_text(
-      "set no bouncemail\nset invisible\n"
-      f"poll 127.0.0.1 service {tls_daemon.port} protocol POP3\n"
-      "  auth password timeout 30\n"
-      f'  user "{harness.MAIL_USER}" there'
-      f' with password "{harness.MAIL_PASSWORD}" is "root" here\n'
-      "  sslproto 'tls1.2+' no sslcertck\n"
-      "  fetchall no keep\n"
-      f'  mda "cat > {out}/msg.$$"\n')
-  rc.chmod(0o600)
-  env = dict(os.environ, HOME=str(tmp_path), FETCHMAILHOME=str(tmp_path),
-             FETCHMAILUSER="root", LC_ALL="C")
-  done = subprocess.run(
-      ["fetchmail", "--fetchmailrc", str(rc), "--nodetach", "--nosyslog",
-       "--idfile", str(tmp_path / "fetchids")],
-      env=env, capture_output=True, text=True, timeout=120)
-  assert done.returncode == 0, done.stdout + done.stderr
-  assert len(list(out.iterdir())) == 3
+  got = harness.run_fetchmail(tls_daemon.port, tmp_path,
+                              rc_ssl="  sslproto 'tls1.2+' no sslcertck\n")
+  assert len(got) == 3
   assert harness.maildir_files(maildir) == []
 
 

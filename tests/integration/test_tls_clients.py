@@ -5,7 +5,6 @@ downloads over POP3S; a client that offers nothing newer than TLS 1.1
 meets the TLS 1.2 floor and is refused, and the refusal is logged.
 """
 
-import os
 import shutil
 import subprocess
 
@@ -67,27 +66,9 @@ def test_s_client_on_the_pop3s_port_logs_in_and_stats(tls_daemon):
 
 @pytest.mark.skipif(shutil.which("fetchmail") is None, reason="no fetchmail")
 def test_fetchmail_over_pop3s_downloads_all(tls_daemon, maildir, tmp_path):
-  out = tmp_path / "out"
-  out.mkdir()
-  rc = tmp_path / "fetchmailrc"
-  rc.write_text(
-      "set no bouncemail\nset invisible\n"
-      f"poll 127.0.0.1 service {tls_daemon.tls_port} protocol POP3\n"
-      "  auth password timeout 30\n"
-      f'  user "{harness.MAIL_USER}" there'
-      f' with password "{harness.MAIL_PASSWORD}" is "root" here\n'
-      "  fetchall no keep\n"
-      f'  mda "cat > {out}/msg.$$"\n')
-  rc.chmod(0o600)
-  env = dict(os.environ, HOME=str(tmp_path), FETCHMAILHOME=str(tmp_path),
-             FETCHMAILUSER="root", LC_ALL="C")
-  done = subprocess.run(
-      ["fetchmail", "--ssl", "--sslproto", "tls1.2+", "--nosslcertck",
-       "--fetchmailrc", str(rc), "--nodetach", "--nosyslog",
-       "--idfile", str(tmp_path / "fetchids")],
-      env=env, capture_output=True, text=True, timeout=120)
-  assert done.returncode == 0, done.stdout + done.stderr
-  got = sorted(p.read_bytes() for p in out.iterdir())
+  got = harness.run_fetchmail(
+      tls_daemon.tls_port, tmp_path, rc_ssl="",
+      args=["--ssl", "--sslproto", "tls1.2+", "--nosslcertck"])
   assert len(got) == 3
   assert harness.maildir_files(maildir) == []
   rec = tls_daemon.wait_record("auth", user=harness.MAIL_USER)[0]
