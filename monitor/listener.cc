@@ -94,8 +94,14 @@ void SetNoDelay(int fd) {
 
 class Listener {
  public:
-  Listener(std::string config_path, Runtime rt)
-      : path_(std::move(config_path)), rt_(std::move(rt)) {}
+  Listener(std::string config_path, Runtime rt,
+           std::vector<ActivatedSocket> activated)
+      : path_(std::move(config_path)),
+        rt_(std::move(rt)),
+        activated_(!activated.empty()) {
+    for (const ActivatedSocket& a : activated)
+      listeners_.push_back({a.fd, a.implicit_tls, a.proxy});
+  }
   int Run();
 
  private:
@@ -109,6 +115,8 @@ class Listener {
   std::string path_;
   Runtime rt_;
   std::vector<Socket> listeners_;
+  // The sockets came from systemd: the configured addresses are not used.
+  bool activated_ = false;
   int sigfd_ = -1;
   unsigned children_ = 0;
   bool stopping_ = false;
@@ -221,10 +229,11 @@ void Listener::Reload() {
     AuditReload(path_, *err);
     return;
   }
-  bool rebind = rt->config.listen != rt_.config.listen ||
-                rt->config.listen_tls != rt_.config.listen_tls ||
-                rt->config.proxy_listen != rt_.config.proxy_listen ||
-                rt->config.proxy_listen_tls != rt_.config.proxy_listen_tls;
+  bool rebind = !activated_ &&
+                (rt->config.listen != rt_.config.listen ||
+                 rt->config.listen_tls != rt_.config.listen_tls ||
+                 rt->config.proxy_listen != rt_.config.proxy_listen ||
+                 rt->config.proxy_listen_tls != rt_.config.proxy_listen_tls);
   Runtime old = std::move(rt_);
   rt_ = std::move(*rt);
   if (rebind && !BindAll()) {
@@ -249,8 +258,17 @@ int Listener::Run() {
     Log(LogLevel::kError, "{}", *err);
     return 1;
   }
-  if (sigfd_ < 0 || !BindAll()) return 1;
-  AuditStart(rt_.config.listen, rt_.config.listen_tls, POPGUARD_VERSION);
+  if (sigfd_ < 0 || (!activated_ && !BindAll())) return 1;
+  if (activated_) {
+    std::vector<std::string> plain, tls;
+    for (const Socket& s : listeners_)
+      (s.implicit_tls ? tls : plain).push_back(SocketAddress(s.fd));
+    Log(LogLevel::kNotice,
+        "sockets from systemd; the listen addresses of {} are not used", path_);
+    AuditStart(plain, tls, POPGUARD_VERSION);
+  } else {
+    AuditStart(rt_.config.listen, rt_.config.listen_tls, POPGUARD_VERSION);
+  }
 
   while (!stopping_ || children_ > 0) {
     std::vector<pollfd> fds{{sigfd_, POLLIN, 0}};
@@ -284,8 +302,9 @@ int Listener::Run() {
 
 }  // namespace
 
-int RunListener(const std::string& config_path, Runtime rt) {
-  Listener l(config_path, std::move(rt));
+int RunListener(const std::string& config_path, Runtime rt,
+                std::vector<ActivatedSocket> activated) {
+  Listener l(config_path, std::move(rt), std::move(activated));
   return l.Run();
 }
 

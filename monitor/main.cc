@@ -162,9 +162,18 @@ int main(int argc, char** argv) {
     }
     return monitor::RunInetd(*rt, opt.inetd_tls);
   }
+  // Before Daemonize: the sockets are for this process id.
+  auto activated = monitor::TakeActivatedSockets(getpid());
+  if (!activated) {
+    Log(LogLevel::kError, "{}", activated.error());
+    if (!opt.foreground)
+      std::fprintf(stderr, "popguard: %s\n", activated.error().c_str());
+    return 1;
+  }
   if (!opt.foreground && !Daemonize()) {
     Log(LogLevel::kError, "cannot detach from the terminal");
     return 1;
   }
-  return monitor::RunListener(opt.config, std::move(*rt));
+  return monitor::RunListener(opt.config, std::move(*rt),
+                              std::move(*activated));
 }

@@ -81,12 +81,12 @@ def start_daemon(tmp_path, maildir, config):
   """Starts popguard -f; every daemon started is stopped after the test."""
   started = []
 
-  def start(overrides=None, args=()):
+  def start(overrides=None, args=(), activated=()):
     workdir = tmp_path / f"daemon{len(started)}"
     workdir.mkdir()
     sections = harness.merge(
         {k: dict(v) for k, v in config.items()}, overrides)
-    d = harness.Daemon(workdir, sections, args)
+    d = harness.Daemon(workdir, sections, args, activated)
     started.append(d)
     return d.start()
 

@@ -5,6 +5,7 @@ directory, real PAM (pam_unix through /etc/pam.d/popguard) and real
 Maildirs, and talks only to 127.0.0.1.
 """
 
+import fcntl
 import os
 import pathlib
 import poplib
@@ -387,12 +388,19 @@ def wait_for_port(port, proc, log_path, timeout=10.0):
 class Daemon:
   """One popguard process in the foreground, logging to a file."""
 
-  def __init__(self, workdir, config_sections, args=()):
+  def __init__(self, workdir, config_sections, args=(), activated=()):
+    """activated: (listening socket, name) pairs handed over as systemd
+    does (LISTEN_FDS from descriptor 3); the first one's port is port."""
     self.workdir = pathlib.Path(workdir)
     self.sections = config_sections
     self.config_path = self.workdir / "popguard.toml"
     self.log_path = self.workdir / "popguard.log"
-    self.port = int(config_sections["server"]["listen"][0].rsplit(":", 1)[1])
+    self.activated = list(activated)
+    if self.activated:
+      self.port = self.activated[0][0].getsockname()[1]
+    else:
+      self.port = int(
+          config_sections["server"]["listen"][0].rsplit(":", 1)[1])
     self.args = list(args)
     self.proc = None
     self.clients = []
@@ -403,12 +411,29 @@ class Daemon:
       self.sections = sections
     self.config_path.write_text(render_config(self.sections))
 
+  def _hand_over_sockets(self):
+    """In the child, before exec: what systemd does for a socket unit."""
+    # Out of the way first, so that no target number is a source.
+    high = [fcntl.fcntl(sock.fileno(), fcntl.F_DUPFD, 100)
+            for sock, _ in self.activated]
+    for i, fd in enumerate(high):
+      os.dup2(fd, 3 + i)
+      os.close(fd)
+    os.environ["LISTEN_PID"] = str(os.getpid())
+    os.environ["LISTEN_FDS"] = str(len(self.activated))
+    os.environ["LISTEN_FDNAMES"] = ":".join(n for _, n in self.activated)
+
   def start(self):
     self._log = open(self.log_path, "ab")
+    handover = {}
+    if self.activated:
+      # close_fds=False keeps 3, 4, ... open; every other descriptor
+      # Python made is close-on-exec anyway.
+      handover = {"preexec_fn": self._hand_over_sockets, "close_fds": False}
     self.proc = subprocess.Popen(
         [str(POPGUARD), "-f", "-c", str(self.config_path)] + self.args,
         stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log,
-        start_new_session=True)
+        start_new_session=True, **handover)
     # The probe connection shows up in the log; tests count from here on.
     wait_for_port(self.port, self.proc, self.log_path)
     return self
