@@ -136,12 +136,11 @@ bool Session::Flush() {
   flushes_++;
   if (sent) {
     summary_.octets += unflushed_octets_;
-    summary_.retrieved += unflushed_retrieved_;
+    summary_.retrieved += static_cast<std::uint32_t>(unflushed_ids_.size());
     for (std::size_t i : unflushed_ids_) retrieved_[i] = true;
   }
   unflushed_ids_.clear();
   unflushed_octets_ = 0;
-  unflushed_retrieved_ = 0;
   out_.clear();
   // A large RETR grew the buffer; an idle session should not keep it.
   if (out_.capacity() > 2 * kFlushThreshold) std::string().swap(out_);
@@ -367,10 +366,7 @@ bool Session::SendMessage(std::size_t i,
   // Counted once the last of it has left in a flush (Flush), so that the
   // session's record never claims a message the client did not get.
   unflushed_octets_ += octets;
-  if (!body_lines) {
-    unflushed_retrieved_++;
-    unflushed_ids_.push_back(i);
-  }
+  if (!body_lines) unflushed_ids_.push_back(i);
   return true;
 }
 

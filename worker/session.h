@@ -144,12 +144,12 @@ class Session {
   ipc::SessionEnd summary_;
   // RETR and TOP output still in out_: added to summary_ when flushed.
   std::uint64_t unflushed_octets_ = 0;
-  std::uint32_t unflushed_retrieved_ = 0;
-  // EXPIRE: messages fully written to the client, and those still in out_.
+  // Messages RETR put in out_ whole: retrieved once out_ has left.
+  std::vector<std::size_t> unflushed_ids_;
+  // Messages fully written to the client, for EXPIRE.
+  std::vector<bool> retrieved_;
   std::optional<std::uint32_t> expire_days_;
   std::int64_t now_ = 0;
-  std::vector<bool> retrieved_;
-  std::vector<std::size_t> unflushed_ids_;
 };
 
 // Runs the session on a connected stream until it ends: first the lines in

@@ -385,6 +385,24 @@ def wait_for_port(port, proc, log_path, timeout=10.0):
                        + pathlib.Path(log_path).read_text(errors="replace"))
 
 
+def socket_handover(pairs, pid_offset=0):
+  """A preexec_fn that does what systemd does for a socket unit: the
+  sockets of (socket, name) `pairs` on descriptors 3, 4, ... and
+  LISTEN_PID, LISTEN_FDS and LISTEN_FDNAMES set.  pid_offset makes
+  LISTEN_PID name another process.  Use with close_fds=False."""
+  def hand_over():
+    # Out of the way first, so that no target number is a source.
+    high = [fcntl.fcntl(sock.fileno(), fcntl.F_DUPFD, 100)
+            for sock, _ in pairs]
+    for i, fd in enumerate(high):
+      os.dup2(fd, 3 + i)
+      os.close(fd)
+    os.environ["LISTEN_PID"] = str(os.getpid() + pid_offset)
+    os.environ["LISTEN_FDS"] = str(len(pairs))
+    os.environ["LISTEN_FDNAMES"] = ":".join(n for _, n in pairs)
+  return hand_over
+
+
 class Daemon:
   """One popguard process in the foreground, logging to a file."""
 
@@ -411,25 +429,14 @@ class Daemon:
       self.sections = sections
     self.config_path.write_text(render_config(self.sections))
 
-  def _hand_over_sockets(self):
-    """In the child, before exec: what systemd does for a socket unit."""
-    # Out of the way first, so that no target number is a source.
-    high = [fcntl.fcntl(sock.fileno(), fcntl.F_DUPFD, 100)
-            for sock, _ in self.activated]
-    for i, fd in enumerate(high):
-      os.dup2(fd, 3 + i)
-      os.close(fd)
-    os.environ["LISTEN_PID"] = str(os.getpid())
-    os.environ["LISTEN_FDS"] = str(len(self.activated))
-    os.environ["LISTEN_FDNAMES"] = ":".join(n for _, n in self.activated)
-
   def start(self):
     self._log = open(self.log_path, "ab")
     handover = {}
     if self.activated:
       # close_fds=False keeps 3, 4, ... open; every other descriptor
       # Python made is close-on-exec anyway.
-      handover = {"preexec_fn": self._hand_over_sockets, "close_fds": False}
+      handover = {"preexec_fn": socket_handover(self.activated),
+                  "close_fds": False}
     self.proc = subprocess.Popen(
         [str(POPGUARD), "-f", "-c", str(self.config_path)] + self.args,
         stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log,

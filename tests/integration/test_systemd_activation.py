@@ -5,8 +5,6 @@ and starts popguard with them on descriptors 3, 4, ... and LISTEN_PID,
 LISTEN_FDS and LISTEN_FDNAMES set, as systemd does (sd_listen_fds(3)).
 """
 
-import fcntl
-import os
 import poplib
 import signal
 import socket
@@ -103,17 +101,12 @@ def test_a_reload_keeps_the_handed_over_sockets(start_daemon, sockets):
 def run_once(config_path, pairs, log_path, pid_offset=0):
   """popguard -f with the sockets handed over, for a start the daemon
   fixture cannot make; its output goes to log_path."""
-  def hand_over():
-    for i, (sock, _) in enumerate(pairs):
-      os.dup2(fcntl.fcntl(sock.fileno(), fcntl.F_DUPFD, 100), 3 + i)
-    os.environ["LISTEN_PID"] = str(os.getpid() + pid_offset)
-    os.environ["LISTEN_FDS"] = str(len(pairs))
-    os.environ["LISTEN_FDNAMES"] = ":".join(n for _, n in pairs)
   with open(log_path, "wb") as log:
     return subprocess.Popen(
         [str(harness.POPGUARD), "-f", "-c", str(config_path)],
         stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-        preexec_fn=hand_over, close_fds=False, start_new_session=True)
+        preexec_fn=harness.socket_handover(pairs, pid_offset),
+        close_fds=False, start_new_session=True)
 
 
 def test_a_socket_without_a_known_name_stops_the_start(tmp_path, config,
